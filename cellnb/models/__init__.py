@@ -1,0 +1,13 @@
+"""Model registry. Importing this package imports every model module so that all register.
+
+>>> from cellnb.models import create_model, list_models
+>>> "unet" in list_models()
+True
+"""
+
+from __future__ import annotations
+
+from cellnb.models.registry import create_model, list_models, register_model
+from cellnb.models import unet  # noqa: F401  (registers "unet")
+
+__all__ = ["create_model", "list_models", "register_model"]

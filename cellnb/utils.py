@@ -1,0 +1,114 @@
+"""Seeding, device selection, versions, paths."""
+
+from __future__ import annotations
+
+import os
+import platform
+import random
+import subprocess
+from pathlib import Path
+
+import numpy as np
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DATA_ROOT_ENV = "CELLNB_DATA_ROOT"
+RESULTS_DIR_ENV = "CELLNB_RESULTS_DIR"
+
+
+def seed_everything(seed: int, deterministic: bool = True) -> None:
+    """Seed python, numpy and torch; on CPU, same seed gives the same numbers.
+
+    ``deterministic`` asks torch for deterministic kernels in warn-only mode (some CUDA
+    kernels, e.g. bilinear upsampling backward, have no deterministic version).
+    """
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
+
+def select_device(device: str = "auto"):
+    """``auto`` -> CUDA if available else CPU; ``cuda`` without a GPU raises a clear error."""
+    import torch
+
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
+        raise ValueError(f"unknown device {device!r}; choose from ['auto', 'cpu', 'cuda']")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"device {device!r} requested but torch sees no CUDA device")
+    return torch.device(device)
+
+
+def device_name(device) -> str:
+    """Human-readable device: ``cpu`` or the GPU's name (e.g. ``NVIDIA H100 80GB HBM3``)."""
+    import torch
+
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return "cpu"
+
+
+def versions() -> dict[str, str]:
+    """Versions recorded in every result file."""
+    import torch
+
+    out = {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__}
+    try:
+        import torchvision
+
+        out["torchvision"] = torchvision.__version__
+    except Exception as err:  # recorded, not hidden: a broken torchvision shows in provenance
+        out["torchvision"] = f"unavailable ({type(err).__name__})"
+    out["cpu_threads"] = str(torch.get_num_threads())
+    return out
+
+
+def git_commit() -> str:
+    """Commit of the repo the code runs from, with ``-dirty`` when tracked files changed."""
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=REPO_ROOT, capture_output=True, text=True, check=True,
+        ).stdout.strip()
+        return sha + ("-dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return os.environ.get("CELLNB_GIT_COMMIT", "unknown")
+
+
+def resolve_data_root(data_root: str | os.PathLike | None) -> Path | None:
+    """The real-data root: the argument, else ``$CELLNB_DATA_ROOT``, else None (synthetic only).
+
+    A root that is given but does not exist raises, naming the path; None means "skip real data".
+    """
+    value = data_root if data_root not in (None, "") else os.environ.get(DATA_ROOT_ENV) or None
+    if value is None:
+        return None
+    path = Path(value).expanduser().resolve()
+    if not path.is_dir():
+        raise FileNotFoundError(
+            f"data root {str(path)!r} does not exist; expected a folder holding e.g. vgg_cells/ and mbm/"
+        )
+    return path
+
+
+def real_dataset_dir(data_root: str | os.PathLike | None, name: str) -> Path | None:
+    """``<data_root>/<name>`` if the root is given and holds it, else None (caller skips, visibly)."""
+    root = resolve_data_root(data_root)
+    if root is None or not (root / name).is_dir():
+        return None
+    return root / name
+
+
+def results_dir() -> Path:
+    """Where result JSON files go: ``$CELLNB_RESULTS_DIR`` or ``<repo>/results``."""
+    return Path(os.environ.get(RESULTS_DIR_ENV) or REPO_ROOT / "results")
