@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from cellnb.models.registry import create_model, list_models, register_model
 from cellnb.models import unet  # noqa: F401  (registers "unet")
+from cellnb.models import mobilesr, tiny_unet  # noqa: F401  (register "mobilesr", "tiny_unet")
 from cellnb.models import mc_unet  # noqa: F401  (registers "mc_unet")
 
 __all__ = ["create_model", "list_models", "register_model"]
