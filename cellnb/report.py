@@ -1,0 +1,65 @@
+"""Display helpers for notebooks: the profile banner, tables and the claims table.
+
+All output is rich (Markdown/HTML) so it renders in the book; nothing here computes results.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+import pandas as pd
+
+from cellnb.results import Run
+
+_PROFILE_NOTE = {
+    "smoke": "a pipeline check on tiny data: its numbers mean nothing",
+    "quick": "the CPU profile: small data and few epochs, so numbers are indicative, not paper scale",
+    "full": "paper-scale settings",
+}
+
+
+def banner_markdown(run: Run) -> str:
+    """MyST admonition naming the profile, device and seed of this run."""
+    from cellnb.utils import device_name
+
+    kind = "warning" if run.profile != "full" else "note"
+    return (
+        f"```{{{kind}}} Profile `{run.profile}` on `{device_name(run.device)}`, seed {run.seed}\n"
+        f"These results come from the `{run.profile}` profile: {_PROFILE_NOTE[run.profile]}. "
+        f"Regenerate them with `python -m cellnb.reproduce --profile {run.profile} --only {run.name}`.\n```"
+    )
+
+
+def banner(run: Run) -> None:
+    from IPython.display import Markdown, display
+
+    display(Markdown(banner_markdown(run)))
+
+
+def show_table(df: pd.DataFrame, caption: str | None = None, floatfmt: str = "{:.4g}", index: bool = False) -> None:
+    """Display a DataFrame as a compact HTML table with an optional caption."""
+    from IPython.display import HTML, display
+
+    styler = df.style.format(precision=4, formatter={c: floatfmt for c in df.select_dtypes("number").columns})
+    if not index:
+        styler = styler.hide(axis="index")
+    if caption:
+        styler = styler.set_caption(caption)
+    display(HTML(styler.to_html()))
+
+
+def verdict(holds: bool | None) -> str:
+    return {True: "holds", False: "does not hold", None: "not testable here"}[holds]
+
+
+def claims_frame(claims: Iterable[Any]) -> pd.DataFrame:
+    """Claims (dataclasses or dicts) as a DataFrame with a readable verdict column."""
+    rows = [c if isinstance(c, dict) else c.__dict__ for c in claims]
+    frame = pd.DataFrame(rows, columns=["id", "statement", "paper", "measured", "holds", "note"])
+    frame["verdict"] = [verdict(h) for h in frame["holds"]]
+    return frame[["statement", "paper", "measured", "verdict", "note"]]
+
+
+def show_claims(run: Run) -> None:
+    """The chapter's claims table: paper statement, measurement, verdict."""
+    show_table(claims_frame(run.claims), caption=f"Paper claims checked in this run ({run.profile} profile)")
