@@ -12,5 +12,6 @@ from cellnb.models import unet  # noqa: F401  (registers "unet")
 from cellnb.models import elmgan  # noqa: F401  (registers elmgan_generator, elmgan_discriminator, pix2pix_generator, patchgan_discriminator)
 from cellnb.models import mobilesr, tiny_unet  # noqa: F401  (register "mobilesr", "tiny_unet")
 from cellnb.models import mc_unet  # noqa: F401  (registers "mc_unet")
+from cellnb.models import u_se_resnet  # noqa: F401  (registers "u_se_resnet")
 
 __all__ = ["create_model", "list_models", "register_model"]
