@@ -197,7 +197,9 @@ def execute(
     return outcome
 
 
-def record_timings(outcomes: list[Outcome], profile: str, results_root: Path, total: float) -> Path:
+def record_timings(
+    outcomes: list[Outcome], profile: str, results_root: Path, total: float, all_names: Sequence[str]
+) -> Path:
     """Merge wall times (kernel start included) into ``results/timings/<profile>.json``."""
     from cellnb.results import atomic_write_text
     from cellnb.utils import versions
@@ -207,9 +209,7 @@ def record_timings(outcomes: list[Outcome], profile: str, results_root: Path, to
     for outcome in outcomes:
         if outcome.status == "ok":
             data["notebooks"][outcome.name] = {"seconds": outcome.seconds, "device": outcome.device}
-    if outcomes and all(o.status == "ok" for o in outcomes) and {o.name for o in outcomes} >= set(
-        available_notebooks()
-    ):
+    if outcomes and all(o.status == "ok" for o in outcomes) and {o.name for o in outcomes} >= set(all_names):
         data["all_notebooks_seconds"] = round(total, 1)
     data["versions"] = versions()
     atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
@@ -242,16 +242,18 @@ def build_parser() -> argparse.ArgumentParser:
                         help="any other notebook parameter (repeatable)")
     parser.add_argument("--output-dir", type=Path, default=EXECUTED_DIR, help="where executed notebooks go")
     parser.add_argument("--results-dir", type=Path, default=None, help="where result JSON goes (default: results/)")
+    parser.add_argument("--summary-json", type=Path, default=None, help="also write the outcomes as JSON here")
+    parser.add_argument("--notebooks-dir", type=Path, default=NOTEBOOK_DIR, help="where notebook sources are")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    names = available_notebooks()
+    names = available_notebooks(args.notebooks_dir)
     try:
         if args.list:
             for name in names:
-                params = declared_parameters(read_notebook(name))
+                params = declared_parameters(read_notebook(name, args.notebooks_dir))
                 print(f"{name:20s} " + ", ".join(f"{k}={v!r}" for k, v in params.items()))
             return 0
         if args.profile not in ("auto",) + PROFILES:
@@ -276,7 +278,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         plans = []
         for name in selected:
             params = {**base, **extra}
-            check_parameters(name, declared_parameters(read_notebook(name)), params)
+            check_parameters(name, declared_parameters(read_notebook(name, args.notebooks_dir)), params)
             plans.append((name, params))
     except RunnerError as error:
         print(f"error: {error}", file=sys.stderr)
@@ -290,12 +292,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     bar = tqdm(plans, desc=f"notebooks ({profile})", unit="nb", file=sys.stdout)
     for name, params in bar:
         bar.set_postfix_str(name)
-        outcome = execute(name, params, args.output_dir.resolve(), results_root)
+        outcome = execute(name, params, args.output_dir.resolve(), results_root, args.notebooks_dir)
         outcomes.append(outcome)
         tqdm.write(f"{name}: {outcome.status} in {outcome.seconds:.1f} s" + (f" -- {outcome.error}" if outcome.error else ""))
     bar.close()
     total = time.time() - start
-    record_timings(outcomes, profile, results_root, total)
+    record_timings(outcomes, profile, results_root, total, names)
+    if args.summary_json:
+        from dataclasses import asdict
+
+        from cellnb.results import atomic_write_text
+
+        atomic_write_text(args.summary_json, json.dumps({o.name: asdict(o) for o in outcomes}, indent=2) + "\n")
     print()
     print(format_table(outcomes))
     print(f"\nprofile {profile}; {len(outcomes)} notebook(s) in {total:.0f} s; results in {results_root / profile}")

@@ -8,8 +8,8 @@
 - ``book/generated/claims.md`` and ``claims_summary.md``: the claims table and its one-line summary;
 - ``book/generated/timings.md``: wall time of every notebook per profile and device.
 
-The book shows ``full`` results where they exist and ``quick`` otherwise (never ``smoke``), and
-says which on every table. ``python -m cellnb.tables --check`` exits 1 if a committed file is stale.
+Only ``quick`` and ``full`` results are tabulated (``smoke`` is a pipeline check, never a result).
+The book shows ``full`` results where they exist and ``quick`` otherwise, and says which on every table. ``python -m cellnb.tables --check`` exits 1 if a committed file is stale.
 """
 
 from __future__ import annotations
@@ -129,7 +129,7 @@ def timings_markdown(records: list[dict[str, Any]], results_root: Path) -> str:
         rows.append([record["name"], record["profile"], record["device"], record["seconds"]])
     text = markdown_table(["notebook", "profile", "device", "seconds inside the notebook"], rows) if rows else ""
     totals = []
-    for profile in PROFILES:
+    for profile in BOOK_PROFILES[::-1]:
         path = results_root / "timings" / f"{profile}.json"
         if path.is_file():
             data = json.loads(path.read_text())
@@ -147,7 +147,7 @@ def generate(results_root: Path | None = None, generated_dir: Path | None = None
     """Every generated file's path and text (nothing is written)."""
     results_root = Path(results_root or REPO_ROOT / "results")
     generated_dir = Path(generated_dir or GENERATED_DIR)
-    records = load_all(results_root)
+    records = [r for r in load_all(results_root) if r["profile"] in BOOK_PROFILES]
     summary_rows = []
     for r in records:
         for metric, value in sorted(r["metrics"].items()):

@@ -1,0 +1,32 @@
+"""The generated tables: correct from hand-made records, and the committed ones are not stale."""
+
+from cellnb import tables
+from cellnb.results import Run
+
+
+def test_committed_tables_are_up_to_date():
+    stale = tables.stale(tables.generate())
+    assert not stale, f"stale generated files, run `python -m cellnb.tables`: {stale}"
+
+
+def test_generate_from_hand_made_results(tmp_path):
+    for profile, mae in (("smoke", 9.0), ("quick", 2.5)):
+        run = Run("ssrnet", profile=profile, device="cpu", seed=0)
+        run.metric("count_mae", mae)
+        run.claim("macs", "MACs 1/20 of U-Net", "abstract", 0.07, False, "ratio 0.07")
+        run.save(tmp_path)
+    files = tables.generate(tmp_path, tmp_path / "gen")
+    summary = files[tmp_path / "summary.csv"].splitlines()
+    assert summary[0] == "name,profile,device,git_commit,seed,seconds,started,metric,value"
+    assert len(summary) == 2 and summary[1].startswith("ssrnet,quick,cpu,") and summary[1].endswith(",count_mae,2.5")
+    results_md = files[tmp_path / "gen" / "results.md"]
+    assert "(quick profile)" in results_md and "| count_mae | 2.5 |" in results_md and "| 9 |" not in results_md
+    claims_md = files[tmp_path / "gen" / "claims.md"]
+    assert "| ssrnet | quick | MACs 1/20 of U-Net | abstract | 0.07 | does not hold | ratio 0.07 |" in claims_md
+    assert "**1** paper claims checked in 1 chapter(s), **0** hold, **1** do not hold" in files[
+        tmp_path / "gen" / "claims_summary.md"]
+
+
+def test_markdown_escapes_pipes():
+    assert tables.markdown_table(["a"], [["x|y"]]).splitlines()[-1] == "| x\\|y |"
+    assert tables.fmt(0.123456) == "0.1235" and tables.fmt(3) == "3" and tables.fmt(None) == ""
