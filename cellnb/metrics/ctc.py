@@ -151,6 +151,30 @@ def _tracks_in(path: Path) -> int:
         return sum(1 for line in handle if line.strip())
 
 
+def _check_py_ctcmetrics_limits(gt_path: Path, res_path: Path) -> None:
+    """Refuse inputs on which py-ctcmetrics 1.3.3 ``utils.representations.match`` silently errs.
+
+    ``match`` adds ``max(reference label) + 1`` to the result mask in place (uint16 wraps
+    around above 65535) and assumes that both masks contain background: a result frame
+    without any 0 pixel has its lowest label dropped as if it were background.
+    """
+    import tifffile
+
+    reference_files = sorted((gt_path / "TRA").glob("*.tif")) + sorted((gt_path / "SEG").glob("*.tif"))
+    max_reference = max((int(tifffile.imread(f).max()) for f in reference_files), default=0)
+    for mask_file in sorted(res_path.glob("*.tif")):
+        mask = tifffile.imread(mask_file)
+        if mask.size and mask.min() != 0:
+            raise ValueError(
+                f"{mask_file} has no background (0) pixel; py-ctcmetrics would treat its lowest label as background"
+            )
+        if mask.dtype.itemsize <= 2 and max_reference + 1 + int(mask.max()) > np.iinfo(mask.dtype).max:
+            raise ValueError(
+                f"{mask_file}: result label {int(mask.max())} + reference label {max_reference} + 1 overflows "
+                f"{mask.dtype} inside py-ctcmetrics' matching; relabel the result consecutively (write_ctc_result does)"
+            )
+
+
 def ctc_evaluate(gt_dir, res_dir, metrics=("SEG", "DET", "TRA")) -> dict[str, float]:
     """Evaluate one CTC sequence with ``py-ctcmetrics`` (``evaluate_sequence``), quietly.
 
@@ -173,7 +197,9 @@ def ctc_evaluate(gt_dir, res_dir, metrics=("SEG", "DET", "TRA")) -> dict[str, fl
     Raises:
         FileNotFoundError: If a required folder or track file is missing.
         ValueError: If py-ctcmetrics rejects the result (frame count mismatch, masks that
-            disagree with ``res_track.txt``, bad parent links); the message quotes its warnings.
+            disagree with ``res_track.txt``, bad parent links; the message quotes its
+            warnings), or if the input would hit one of its silent errors: a result frame
+            without background pixels, or labels whose sum overflows uint16.
     """
     from ctc_metrics.scripts.evaluate import evaluate_sequence
 
@@ -186,6 +212,7 @@ def ctc_evaluate(gt_dir, res_dir, metrics=("SEG", "DET", "TRA")) -> dict[str, fl
         if not path.exists():
             raise FileNotFoundError(f"CTC evaluation needs {path}, which does not exist")
 
+    _check_py_ctcmetrics_limits(gt_path, res_path)
     if _tracks_in(res_path / "res_track.txt") == 0:
         results = {name: 0.0 for name in wanted if name in ("SEG", "DET", "TRA")}
     else:
