@@ -305,7 +305,7 @@ def fit(
         if checkpoint_path is None:
             raise ValueError("resume=True needs checkpoint_path")
         if Path(checkpoint_path).is_file():
-            ckpt = load_checkpoint(checkpoint_path, map_location=device)
+            ckpt = load_checkpoint(checkpoint_path)  # CPU: RNG states must stay CPU tensors
             model.load_state_dict(ckpt["model"])
             opt.load_state_dict(ckpt["optimizer"])
             if sched is not None and ckpt.get("scheduler") is not None:
@@ -553,7 +553,7 @@ def fit_gan(
         if checkpoint_path is None:
             raise ValueError("resume=True needs checkpoint_path")
         if Path(checkpoint_path).is_file():
-            ckpt = load_checkpoint(checkpoint_path, map_location=device)
+            ckpt = load_checkpoint(checkpoint_path)  # CPU: RNG states must stay CPU tensors
             generator.load_state_dict(ckpt["generator"])
             discriminator.load_state_dict(ckpt["discriminator"])
             opt_g.load_state_dict(ckpt["opt_g"])

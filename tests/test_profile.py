@@ -74,3 +74,11 @@ def test_summary_rows_and_bad_shape():
     assert df.loc["linear", "macs"] == 768 * 2
     with pytest.raises(ValueError, match="input_shape"):
         profile.count_macs(CONV(), (1, 3, 0, 16))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_peak_memory_and_benchmark():
+    conv = CONV()
+    assert profile.peak_memory(conv, SHAPE, device="cuda") >= (224 + 768 + 2048) * 4
+    df = profile.benchmark({"conv": conv}, SHAPE, device="cuda", warmup=1, repeats=3)
+    assert df.device.iloc[0] != "cpu" and (df.median_ms > 0).all()

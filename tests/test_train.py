@@ -2,6 +2,8 @@
 
 import math
 
+import numpy as np
+
 import pandas as pd
 import pytest
 import torch
@@ -216,3 +218,15 @@ def test_fit_gan_nan_guard():
                       epochs=1, lr_g=1e-3, lr_d=1e-3, device="cpu", progress=False,
                       real_inputs=lambda b: (b["image"], b["mask"], b["count"]),
                       fake_inputs=lambda b, o: (b["image"], o["sr_image"], b["count"]))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_fit_amp_on_cuda_and_resume(tmp_path):
+    model, loader = make()
+    hist = train.fit(model, loader, LOSS, epochs=2, device="cuda", amp=True, progress=False,
+                     checkpoint_path=tmp_path / "c.pt")
+    assert np.isfinite(hist.train_loss).all() and next(model.parameters()).is_cuda
+    model, loader = make()
+    resumed = train.fit(model, loader, LOSS, epochs=3, device="cuda", amp=True, progress=False,
+                        checkpoint_path=tmp_path / "c.pt", resume=True)
+    assert resumed.epoch.tolist() == [1, 2, 3]
