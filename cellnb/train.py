@@ -16,9 +16,10 @@ Conventions
   identical histories (except the ``seconds`` column).
 - Mixed precision (``torch.autocast`` float16 + ``GradScaler``) runs on CUDA only; on CPU
   ``amp`` is ignored.
-- Progress: a tqdm bar with the live loss when ``progress=True`` and stderr is a terminal and
-  ``CELLNB_PROGRESS`` is not ``"0"``; otherwise one line per epoch on stdout (``progress=False``
-  prints nothing).
+- Progress: with ``progress=True`` one summary line per epoch goes to stdout; when stderr is
+  a terminal and ``CELLNB_PROGRESS`` is not ``"0"`` a tqdm bar with the live loss also runs
+  during each epoch (cleared at its end). Headless runs (papermill, CI) get the lines only;
+  ``progress=False`` prints nothing.
 - Checkpoints (``checkpoint_path``) hold model, optimizer, scheduler, scaler, epoch, history,
   early-stopping state and RNG states (python, numpy, torch, CUDA, the DataLoader's generator)
   and are written atomically after every epoch; ``resume=True`` continues from one, so an

@@ -230,3 +230,10 @@ def test_fit_amp_on_cuda_and_resume(tmp_path):
     resumed = train.fit(model, loader, LOSS, epochs=3, device="cuda", amp=True, progress=False,
                         checkpoint_path=tmp_path / "c.pt", resume=True)
     assert resumed.epoch.tolist() == [1, 2, 3]
+
+
+def test_progress_bar_path_runs(monkeypatch, capsys):
+    monkeypatch.setattr(train, "_progress_mode", lambda progress: "bar")
+    model, loader = make()
+    hist = train.fit(model, loader, LOSS, epochs=1, device="cpu")
+    assert len(hist) == 1 and "loss=" in capsys.readouterr().err
