@@ -16,7 +16,8 @@ def to_tensor_dict(item: dict, keys: Sequence[str] | None = None) -> dict:
     """Convert one sample to tensors.
 
     - ``image`` (and ``lr``, ``hr``, ``bicubic``): (H, W) -> (1, H, W); (H, W, C) with C in
-      {1, 3, 4} -> (C, H, W); uint8 is scaled to [0, 1]; float32.
+      {1, 3, 4} -> (C, H, W) (uint8 arrays are taken as HWC; float arrays as HWC unless their
+      first axis is 1 or 3, i.e. already CHW); uint8 is scaled to [0, 1]; float32.
     - other float arrays: float32; a 2-D float map (density, weight) gets a channel axis (1, H, W).
     - integer / bool arrays (mask, labels, dots, semantic): int64, shape kept.
     - ``count``: float32 scalar (a regression target).
@@ -43,8 +44,8 @@ def to_tensor_dict(item: dict, keys: Sequence[str] | None = None) -> dict:
             a = arr.astype(np.float32) / scale
             if a.ndim == 2:
                 a = a[None]
-            elif a.ndim == 3 and a.shape[2] in (1, 3, 4) and a.shape[0] not in (1, 3, 4):
-                a = a.transpose(2, 0, 1)
+            elif a.ndim == 3 and a.shape[2] in (1, 3, 4) and (arr.dtype == np.uint8 or a.shape[0] not in (1, 3)):
+                a = a.transpose(2, 0, 1)  # HWC (uint8 images are always HWC) -> CHW
             elif a.ndim != 3:
                 raise ValueError(f"{key!r} must be (H, W), (H, W, C) or (C, H, W); got {arr.shape}")
             out[key] = torch.from_numpy(np.ascontiguousarray(a))
