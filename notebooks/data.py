@@ -191,7 +191,7 @@ report.show_table(exp.statistics_table(generated, real),
 if real is not None:
     items = data.load_dot_dataset(vgg_dir, kind="vgg")[:4]
     gens = [data.fluorescence_cells(seed + 10_000 + i, preset="vgg") for i in range(4)]
-    fig = viz.image_panels({**{f"real {it['name']} ({it['count']})": it["image"] for it in items},
+    fig = viz.image_panels({**{f"real {it['name']} ({it['count']})": it["rgb"] for it in items},
                             **{f"generated ({g['count']})": g["rgb"] for g in gens}}, ncols=4)
     plt.show()
 

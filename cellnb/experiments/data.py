@@ -44,10 +44,11 @@ def generated_vgg_statistics(n: int, seed: int = 0) -> dict[str, float]:
 
 
 def real_vgg_statistics(folder: Path, n: int) -> dict[str, float]:
-    from cellnb import data
+    from cellnb import data, targets
 
     items = data.load_dot_dataset(folder, kind="vgg")[:n]
-    return data.vgg_statistics([it["image"] for it in items], [it["dots"] for it in items])
+    dots = [targets.dots_from_points(it["points"], it["rgb"].shape[:2]) for it in items]
+    return data.vgg_statistics([it["rgb"] for it in items], dots)
 
 
 def statistics_table(generated: dict[str, float], real: dict[str, float] | None) -> pd.DataFrame:
