@@ -53,8 +53,8 @@ def load_dot_dataset(folder, kind: str = "vgg") -> list[dict]:
 
     Returns a list sorted by name of dicts with ``rgb`` (H, W, 3) uint8, ``points`` (K, 2)
     float32 (row, col), ``count`` int and ``name`` (image file name). VGG dots are the red
-    pixels (R > 0, G = B = 0 is not required: R > 127) of ``NNNdots.png``; MBM dots are the
-    non-zero pixels of the 1-bit ``..._dots_NNN.png``. A pixel marked with value v counts once.
+    pixels (R > 127) of ``NNNdots.png``; MBM dots are the non-zero pixels of the 1-bit
+    ``..._dots_NNN.png``. Each marked pixel is one cell.
     """
     if kind not in _DOT_LAYOUTS:
         raise ValueError(f"unknown dot dataset kind {kind!r}; choose from {sorted(_DOT_LAYOUTS)}")
