@@ -18,22 +18,35 @@ _PROFILE_NOTE = {
 }
 
 
-def banner_markdown(run: Run) -> str:
-    """MyST admonition naming the profile, device and seed of this run."""
+def banner_html(run: Run) -> str:
+    """An admonition (the book theme's own classes) naming the profile, device and seed of this run."""
+    from html import escape
+
     from cellnb.utils import device_name
 
     kind = "warning" if run.profile != "full" else "note"
     return (
-        f"```{{{kind}}} Profile `{run.profile}` on `{device_name(run.device)}`, seed {run.seed}\n"
-        f"These results come from the `{run.profile}` profile: {_PROFILE_NOTE[run.profile]}. "
-        f"Regenerate them with `python -m cellnb.reproduce --profile {run.profile} --only {run.name}`.\n```"
+        f'<div class="admonition {kind}"><p class="admonition-title">Profile <code>{run.profile}</code> on '
+        f"<code>{escape(device_name(run.device))}</code>, seed {run.seed}</p>"
+        f"<p>These results come from the <code>{run.profile}</code> profile: {_PROFILE_NOTE[run.profile]}. "
+        f"Regenerate them with <code>python -m cellnb.reproduce --profile {run.profile} --only {run.name}</code>.</p></div>"
     )
 
 
-def banner(run: Run) -> None:
-    from IPython.display import Markdown, display
+def note(text: str, kind: str = "note") -> None:
+    """Display a short admonition (``note`` or ``warning``) in the rendered book, e.g. a skipped section."""
+    from html import escape
 
-    display(Markdown(banner_markdown(run)))
+    from IPython.display import HTML, display
+
+    display(HTML(f'<div class="admonition {kind}"><p class="admonition-title">{kind.title()}</p>'
+                 f"<p>{escape(text)}</p></div>"))
+
+
+def banner(run: Run) -> None:
+    from IPython.display import HTML, display
+
+    display(HTML(banner_html(run)))
 
 
 def show_table(df: pd.DataFrame, caption: str | None = None, floatfmt: str = "{:.4g}", index: bool = False) -> None:

@@ -79,6 +79,10 @@ def read_notebook(name: str, notebook_dir: Path = NOTEBOOK_DIR):
     notebook = jupytext.read(path, fmt="py:percent")
     notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     notebook.metadata.setdefault("language_info", {"name": "python"})
+    for cell in notebook.cells:  # the book shows papermill's injected values, not the defaults
+        tags = cell.get("metadata", {}).get("tags", [])
+        if "parameters" in tags and "remove-cell" not in tags:
+            cell.metadata["tags"] = [*tags, "remove-cell"]
     return notebook
 
 

@@ -71,9 +71,10 @@ blurs = [1, 12, 24, 48]
 panels = {}
 for focus in blurs:
     img = data.fluorescence_cells(seed, preset="bbbc005", n_cells=60, focus_blur=focus)
-    panels[f"F{focus}: {data.bbbc005_name('A01', img['count'], focus, 1)}"] = img["image"]
+    panels[f"focus blur F{focus}"] = img["image"]
 fig = viz.image_panels(panels, ncols=4)
 plt.show()
+print("BBBC005-style file name of the last panel:", data.bbbc005_name("A01", img["count"], blurs[-1], 1))
 
 # %% [markdown]
 # ## Blood smears and the low-resolution pair
@@ -171,10 +172,8 @@ run.update({f"vgg_gen_{k}": v for k, v in generated.items()})
 vgg_dir = utils.real_dataset_dir(data_root, "vgg_cells")
 real = None
 if vgg_dir is None:
-    from IPython.display import Markdown, display
-
-    display(Markdown("```{note}\nNo data root with `vgg_cells/` was given, so the real VGG cells are "
-                     "skipped; the table shows the generated statistics only. Pass `--data-root`.\n```"))
+    report.note("No data root with vgg_cells/ was given, so the real VGG cells are skipped; the table "
+                "shows the generated statistics only. Pass --data-root to compare.")
 else:
     real = exp.real_vgg_statistics(vgg_dir, cfg.n_real)
     run.update({f"vgg_real_{k}": v for k, v in real.items()})
