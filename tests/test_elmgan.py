@@ -65,8 +65,9 @@ def test_lfmmg_rejects_bad_input():
 def test_full_width_parameter_counts_match_the_released_code():
     # elmgan.md §3/§7: FMMG 15.76 M live parameters (3-channel input), pix2pix U-Net 54.4 M,
     # classic U-Net ~31 M here -> LFMMG has about half the U-Net's parameters.
-    lfmmg = n_params(create_model("elmgan_generator", in_channels=3))
-    pix2pix = n_params(create_model("pix2pix_generator", in_channels=3))
+    with torch.device("meta"):  # shapes only: no memory, no initialisation cost
+        lfmmg = n_params(create_model("elmgan_generator", in_channels=3))
+        pix2pix = n_params(create_model("pix2pix_generator", in_channels=3))
     assert abs(lfmmg - 15.76e6) < 0.01e6
     assert abs(pix2pix - 54.43e6) < 0.02e6
     # one FBU block 512->512, s=2 is a 512 x 2048 1x1 conv
@@ -134,3 +135,42 @@ def test_discriminator_loss_on_hand_made_tensors():
     assert total.item() == pytest.approx(0.375)
     assert parts["d_real"] == pytest.approx(0.5) and parts["d_fake"] == pytest.approx(0.25)
     assert lsgan_loss(torch.tensor([2.0]), real=False).item() == pytest.approx(4.0)
+
+
+def test_pad_and_downscale_keeps_the_frame_in_the_top_left_corner():
+    import numpy as np
+
+    from cellnb.experiments.elmgan import pad_and_downscale
+
+    image = np.ones((520, 696), np.float32)
+    mask = np.zeros((520, 696), np.uint8)
+    mask[:6, :6] = 1  # one 6x6 block = one full 6x6 cell of the 128² result
+    small, small_mask = pad_and_downscale(image, mask, 128)
+    assert small.shape == small_mask.shape == (128, 128)
+    # 520/6 = 86.67 rows: rows 0..85 are all image, row 86 is 4/6 image, row 87.. is padding
+    assert small[85, 0] == 1.0 and small[86, 0] == pytest.approx(4 / 6) and small[87, 0] == 0.0
+    assert small_mask.sum() == 1 and small_mask[0, 0] == 1
+    with pytest.raises(ValueError, match="must divide 768"):
+        pad_and_downscale(image, mask, 100)
+
+
+def test_count_heads_start_at_the_mean_count():
+    from cellnb.config import settings_for
+    from cellnb.experiments import elmgan as exp
+
+    cfg = settings_for(exp.SETTINGS, "smoke")
+    models = exp.build_models(cfg, mean_count=40.0)
+    lfmmg = models["elmgan_no_adv"]["generator"]
+    assert lfmmg.count_head.conv.bias.item() == pytest.approx(40.0 / cfg.count_scale)
+    unet = models["unet"]["generator"]
+    # softplus(bias) * scale = 40 with zero weights
+    assert F.softplus(unet.model.count_fc.bias).item() * cfg.count_scale == pytest.approx(40.0, rel=1e-5)
+
+
+def test_upsampling_sizes_follow_the_generator():
+    from cellnb.experiments.elmgan import generator_upsampling_sizes
+
+    sizes = generator_upsampling_sizes(256)
+    assert sizes[0] == ("up1", 512, 512, 4)
+    assert sizes[-2] == ("up5", 256, 64, 64)
+    assert sizes[-1] == ("head", 32, 1, 128)
