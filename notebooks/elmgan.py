@@ -134,7 +134,7 @@ params_ratio = p["LFMMG (ELMGAN generator)"] / p["classic U-Net + count head"]
 run.metric("params_lfmmg", p["LFMMG (ELMGAN generator)"])
 run.metric("params_unet", p["classic U-Net + count head"])
 run.metric("params_pix2pix", p["pix2pix U-Net generator"])
-run.metric("params_ratio_vs_unet", params_ratio)
+run.metric("params_ratio_vs_unet", params_ratio);
 
 # %% [markdown]
 # ## Loss
@@ -276,7 +276,7 @@ for bdev in bench_devices:
     run.metric(f"lfmmg_images_per_s{sfx}", 1000.0 / g["LFMMG (FBU)"])
     run.metric(f"pix2pix_images_per_s{sfx}", 1000.0 / g["pix2pix generator"])
 train_speedup = trained["pix2pix"].seconds / trained["elmgan"].seconds
-run.metric("train_speedup_vs_pix2pix", train_speedup)
+run.metric("train_speedup_vs_pix2pix", train_speedup);
 
 # %% tags=["remove-input"]
 for bdev in bench_devices:
@@ -328,7 +328,7 @@ run.claim("best_count_and_segmentation", "ELMGAN achieves excellent results in c
 run.claim("cmtd_refines_details", "Adversarial training with CMTD refines the accuracy of the details",
           "ELMGAN abstract", m["dice"] - m["elmgan_no_adv_dice"], m["dice"] > m["elmgan_no_adv_dice"],
           f"Dice difference with vs without the adversarial term (count MAE {m['count_mae']:.2f} vs "
-          f"{m['elmgan_no_adv_count_mae']:.2f}); CMTD is a reconstruction")
+          f"{m['elmgan_no_adv_count_mae']:.2f}); CMTD is a reconstruction");
 
 # %% tags=["remove-input"]
 report.show_claims(run)
