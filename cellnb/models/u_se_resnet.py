@@ -20,7 +20,9 @@ from scratch (spec ``shared/papers/usere_resnet.md`` §2):
   which is numerically the same model.
 
 The full model (``width=1.0``) has 35.05 M parameters, as measured for smp 0.6 in the spec.
-``width`` scales every channel count (encoder and decoder) for CPU profiles; ``blocks``
+``width`` scales every channel count (encoder and decoder) for CPU profiles, but decoder blocks
+keep at least ``min_decoder_channels`` (16, the full model's last block): with 2–4 channels
+before the head the slim model's ReLUs died and the mask logit saturated below 0. ``blocks``
 changes the number of bottlenecks per stage.
 
 Deviations: no ImageNet weights (no downloads; smp builds the 1-channel stem by summing the
@@ -145,6 +147,7 @@ class USEResNet(nn.Module):
         blocks: Sequence[int] = RESNET50_BLOCKS,
         decoder_channels: Sequence[int] = DECODER_CHANNELS,
         stride_in_1x1: bool = True,
+        min_decoder_channels: int = 16,
     ) -> None:
         super().__init__()
         if width <= 0:
@@ -153,7 +156,7 @@ class USEResNet(nn.Module):
             raise ValueError(f"decoder_channels must have 5 entries, got {tuple(decoder_channels)}")
         self.in_channels = in_channels
         self.encoder = SEResNetEncoder(in_channels, width, blocks, stride_in_1x1)
-        dec = [_scaled(c, width) for c in decoder_channels]
+        dec = [max(min(c, min_decoder_channels), _scaled(c, width)) for c in decoder_channels]
         enc = self.encoder.out_channels  # f1..f5
         skips = [enc[3], enc[2], enc[1], enc[0], 0]  # f4, f3, f2, f1, none
         cins = [enc[4]] + dec[:-1]

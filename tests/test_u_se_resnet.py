@@ -1,0 +1,196 @@
+"""Tests for the U-SE-ResNet chapter: model, edge-weighted BCE, post-processing, pipeline helpers."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from cellnb import postprocess
+from cellnb.losses.u_se_resnet import (
+    USEResNetLoss,
+    canny_edge_weight,
+    edge_weighted_bce,
+    power_schedule,
+)
+from cellnb.models import create_model, list_models, outputs
+
+
+# ------------------------------------------------------------------------------------ model
+
+
+def test_registered_and_full_parameter_count_matches_spec():
+    assert "u_se_resnet" in list_models()
+    model = create_model("u_se_resnet")  # full width, SE-ResNet-50
+    n = sum(p.numel() for p in model.parameters())
+    # spec §2 [M]: smp Unet('se_resnet50', in_channels=1, classes=2) = 35.05 M
+    # (encoder 26.03 M, decoder 9.01 M, head 290)
+    assert n == 35_045_970
+    assert sum(p.numel() for p in model.encoder.parameters()) == 26_032_752
+    assert sum(p.numel() for p in model.decoder.parameters()) == 9_012_928
+    assert sum(p.numel() for p in model.head.parameters()) == 16 * 2 * 9 + 2
+
+
+def test_slim_forward_shapes_and_skip_resolutions():
+    model = create_model("u_se_resnet", width=0.0625, blocks=(1, 1, 1, 1)).eval()
+    x = torch.randn(2, 1, 64, 96)
+    with torch.no_grad():
+        feats = model.encoder(x)
+        out = model(x)
+    assert [f.shape[-2:] for f in feats] == [(32, 48), (16, 24), (8, 12), (4, 6), (2, 3)]
+    # expansion 4 of the scaled widths 4/8/16/32; stem 64 * 0.0625 = 4
+    assert [f.shape[1] for f in feats] == [4, 16, 32, 64, 128]
+    assert set(out) == {outputs.MASK_LOGITS, outputs.MARKER_LOGITS}
+    assert out[outputs.MASK_LOGITS].shape == (2, 1, 64, 96)
+    assert out[outputs.MARKER_LOGITS].shape == (2, 1, 64, 96)
+
+
+def test_se_sits_before_the_residual_add_and_stride_in_first_1x1():
+    model = create_model("u_se_resnet", width=0.0625, blocks=(1, 1, 1, 1))
+    block = model.encoder.stages[1][0]
+    assert block.conv1.stride == (2, 2) and block.conv2.stride == (1, 1)
+    assert type(block.bn3[1]).__name__ == "SqueezeExcitation"
+    se = block.bn3[1]
+    assert se.fc1.out_channels == 32 // 16 and se.fc1.in_channels == 32
+
+
+def test_bad_input_raises_clear_errors():
+    model = create_model("u_se_resnet", width=0.0625, blocks=(1, 1, 1, 1))
+    with pytest.raises(ValueError, match="multiples of 32"):
+        model(torch.randn(1, 1, 40, 64))
+    with pytest.raises(ValueError, match="input channel"):
+        model(torch.randn(1, 3, 64, 64))
+    with pytest.raises(ValueError, match="blocks"):
+        create_model("u_se_resnet", blocks=(1, 1, 1))
+
+
+# ------------------------------------------------------------------------------------ loss
+
+
+def test_power_schedule_matches_released_table():
+    # spec §3 table: p = (epoch/50)^5 over 120 epochs
+    assert power_schedule(0) == 0.0
+    assert power_schedule(50) == pytest.approx(1.0)
+    assert power_schedule(25) == pytest.approx(0.03125)
+    assert power_schedule(100) == pytest.approx(32.0)
+    assert power_schedule(119) == pytest.approx(2.38**5)  # ≈ 76.4
+    # a 12-epoch run walks the same range: epoch 5 of 12 = epoch 50 of 120
+    assert power_schedule(5, total_epochs=12) == pytest.approx(1.0)
+
+
+def test_edge_weighted_bce_hand_checked():
+    # one image, 2 channels (mask, marker), 1x2 pixels; logits 0 -> BCE = ln 2 everywhere
+    logits = torch.zeros(1, 2, 1, 2)
+    target = torch.tensor([[[[1.0, 0.0]], [[0.0, 0.0]]]])
+    weight = torch.tensor([[[[1.0, 0.5]]]])
+    assert float(edge_weighted_bce(logits, target, weight, power=2.0)) == pytest.approx(math.log(2))
+    # different per-pixel BCE: pixel A logit 2 (target 1): ln(1+e^-2); pixel B logit 0: ln 2
+    logits = torch.tensor([[[[2.0, 0.0]], [[2.0, 0.0]]]])
+    target = torch.ones(1, 2, 1, 2)
+    a, b = math.log1p(math.exp(-2.0)), math.log(2.0)
+    for power, (wa, wb) in [(0.0, (1, 1)), (1.0, (1, 0.5)), (2.0, (1, 0.25))]:
+        expected = (wa * a + wb * b) / (wa + wb)
+        assert float(edge_weighted_bce(logits, target, weight, power)) == pytest.approx(expected, rel=1e-6)
+
+
+def test_edge_weighted_bce_rejects_bad_shapes():
+    with pytest.raises(ValueError, match="weight"):
+        edge_weighted_bce(torch.zeros(1, 2, 4, 4), torch.zeros(1, 2, 4, 4), torch.ones(1, 2, 4, 4), 1.0)
+    with pytest.raises(ValueError, match="target"):
+        edge_weighted_bce(torch.zeros(1, 2, 4, 4), torch.zeros(1, 1, 4, 4), torch.ones(1, 1, 4, 4), 1.0)
+
+
+def test_loss_object_uses_epoch_power_and_ablation():
+    loss = USEResNetLoss(total_epochs=12)
+    assert loss.set_epoch(5) == pytest.approx(1.0)
+    ablated = USEResNetLoss(total_epochs=12, edge_weight=False)
+    assert ablated.set_epoch(11) == 0.0
+    out = {outputs.MASK_LOGITS: torch.zeros(1, 1, 2, 2), outputs.MARKER_LOGITS: torch.zeros(1, 1, 2, 2)}
+    batch = {"mask": torch.ones(1, 1, 2, 2), "marker": torch.zeros(1, 1, 2, 2), "weight": torch.rand(1, 1, 2, 2)}
+    total, parts = loss(out, batch)
+    assert float(total) == pytest.approx(math.log(2)) and parts["power"] == pytest.approx(1.0)
+
+
+def test_canny_edge_weight_is_one_on_borders_and_zero_far_away():
+    labels = np.zeros((40, 40), np.int32)
+    labels[5:15, 5:15] = 1
+    labels[5:15, 15:25] = 2  # touching: the interface is a border too
+    w = canny_edge_weight(labels)
+    assert w.dtype == np.float32 and w.max() == pytest.approx(1.0)
+    assert w.min() == pytest.approx(0.0)
+    assert w[39, 39] < 0.2  # far corner: low weight (released map is over the whole image)
+    assert w[10, 14:16].max() == pytest.approx(1.0)  # interface between the touching cells
+    assert np.all(canny_edge_weight(np.zeros((8, 8), np.int32)) == 1.0)
+
+
+# ------------------------------------------------------------------------------------ post-processing
+
+
+def _two_touching_discs():
+    yy, xx = np.mgrid[:40, :60]
+    a = (yy - 20) ** 2 + (xx - 20) ** 2 <= 10**2
+    b = (yy - 20) ** 2 + (xx - 38) ** 2 <= 10**2
+    mask = (a | b).astype(float)
+    markers = (((yy - 20) ** 2 + (xx - 20) ** 2 <= 4**2) | ((yy - 20) ** 2 + (xx - 38) ** 2 <= 4**2)).astype(float)
+    return mask, markers
+
+
+def test_markers_watershed_separates_touching_cells_and_cc_does_not():
+    mask, markers = _two_touching_discs()
+    inst = postprocess.markers_watershed(mask, markers, min_size=5)
+    assert inst.dtype == np.int32 and inst.max() == 2
+    assert inst[20, 20] != inst[20, 38] and inst[20, 20] > 0
+    # the split lies on the neck between the discs (x = 29)
+    assert inst[20, 27] == inst[20, 20] and inst[20, 31] == inst[20, 38]
+    assert postprocess.connected_components(mask, min_size=5).max() == 1
+
+
+def test_small_objects_and_seedless_components_are_dropped():
+    mask, markers = _two_touching_discs()
+    mask[2:4, 55:57] = 1.0  # 4-pixel speck with its own marker -> removed by T-a
+    markers[2:4, 55:57] = 1.0
+    mask[30:38, 52:60] = 1.0  # 64-px component without a marker -> unlabelled
+    inst = postprocess.markers_watershed(mask, markers, min_size=10)
+    assert inst.max() == 2 and inst[3, 56] == 0 and inst[34, 56] == 0
+    lab = np.array([[1, 1, 0, 2], [1, 1, 0, 3]], np.int32)
+    np.testing.assert_array_equal(postprocess.remove_small_labels(lab, 2), [[1, 1, 0, 0], [1, 1, 0, 0]])
+
+
+def test_postprocess_rejects_mismatched_maps():
+    with pytest.raises(ValueError, match="shape"):
+        postprocess.markers_watershed(np.zeros((4, 4)), np.zeros((4, 5)))
+    with pytest.raises(ValueError, match="2-D"):
+        postprocess.markers_watershed(np.zeros((1, 4, 4)), np.zeros((1, 4, 4)))
+
+
+# ------------------------------------------------------------------------------------ pipeline helpers
+
+
+def test_percentile_normalisation_clips_one_percent_tails():
+    from cellnb.experiments.u_se_resnet import normalize_percentile
+
+    img = np.arange(10000, dtype=np.uint16).reshape(100, 100)
+    img[0, 0] = 65535  # hot pixel
+    out = normalize_percentile(img)
+    assert out.dtype == np.float32 and out.min() == 0.0 and out.max() == 1.0
+    # values below the 1st percentile (≈ 100) are clipped to 0, the hot pixel to 1
+    assert out[0, 50] == 0.0 and out[0, 0] == 1.0
+    assert out[50, 0] == pytest.approx((5000 - np.percentile(img, 1)) / (np.percentile(img, 99) - np.percentile(img, 1)), rel=1e-4)
+
+
+def test_instance_scores_and_verdict():
+    from cellnb.experiments.u_se_resnet import instance_scores, verdict
+
+    true = np.zeros((1, 10, 10), np.int32)
+    true[0, :5, :5], true[0, 5:, 5:] = 1, 2
+    pred = np.zeros_like(true)
+    pred[0, :5, :5] = 7  # perfect match of cell 1, cell 2 missed, one false positive
+    pred[0, 6:8, 0:2] = 3
+    s = instance_scores(true, pred)
+    assert (s["tp"], s["fp"], s["fn"]) == (1, 1, 1)
+    assert s["instance_f1"] == pytest.approx(0.5) and s["ap50"] == pytest.approx(1 / 3)
+    assert s["dice"] == pytest.approx(2 * 25 / (50 + 29))
+    assert verdict(0.05, 0.01, 2) is True and verdict(-0.05, 0.01, 2) is False
+    assert verdict(0.005, 0.01, 2) is None and verdict(0.5, 0.0, 1) is None
