@@ -31,7 +31,8 @@ profile = "quick"
 device = "auto"
 seed = 0
 data_root = None
-torch_threads = 1  # the CPU is shared: more threads than free cores slows PyTorch down sharply; 0 = torch default
+# torch_threads: the CPU is shared, and more threads than free cores slows PyTorch down sharply (0 = torch default)
+torch_threads = 1
 
 # %% tags=["remove-cell"]
 import os
