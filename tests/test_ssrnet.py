@@ -107,3 +107,34 @@ def test_uncertainty_weighting_values_and_attachment():
     assert loss is model.loss_weights and any(p is loss.log_vars for p in model.parameters())
     with pytest.raises(ValueError, match="unknown SSRNet loss"):
         make_loss("gan")
+
+
+def test_prepare_item_downscales_normalises_and_pads():
+    import numpy as np
+
+    from cellnb.experiments.ssrnet import NORM_MEAN, NORM_STD, prepare_item
+
+    image = np.full((100, 140), 0.5, np.float32)
+    mask = np.zeros((100, 140), np.uint8)
+    mask[:50] = 1
+    item = prepare_item(image, mask, count=7, scale=0.5, pad_multiple=64)
+    assert item["valid"] == (50, 70) and item["image"].shape == (64, 128) and item["mask"].shape == (64, 128)
+    assert item["image"][0, 0] == pytest.approx((0.5 - NORM_MEAN) / NORM_STD)
+    assert item["image"][60, 100] == 0.0 and item["mask"][:25, :70].all() and not item["mask"][26:].any()
+    assert item["count"] == 7
+    with pytest.raises(ValueError, match="scale must be in"):
+        prepare_item(image, mask, 7, scale=1.5, pad_multiple=64)
+
+
+def test_edge_contrast_is_one_for_a_sharp_map_and_lower_when_blurred():
+    import numpy as np
+    from scipy import ndimage
+
+    from cellnb.experiments.ssrnet import edge_contrast
+
+    mask = np.zeros((32, 32), np.uint8)
+    mask[8:24, 8:24] = 1
+    assert edge_contrast(mask.astype(float), mask) == pytest.approx(1.0)
+    blurred = ndimage.gaussian_filter(mask.astype(float), 2.0)
+    assert 0.0 < edge_contrast(blurred, mask) < 0.5
+    assert np.isnan(edge_contrast(np.zeros((4, 4)), np.zeros((4, 4), np.uint8)))
