@@ -128,3 +128,12 @@ def test_plain_loss_hand_values():
 def test_unknown_model_is_named():
     with pytest.raises(ValueError, match="unknown model 'resnet'"):
         exp.build("resnet", exp.SETTINGS["smoke"])
+
+
+def test_density_loss_accepts_channel_or_plain_targets():
+    out = {"mask_logits": torch.zeros(1, 2, 2, 2), "density": torch.full((1, 1, 2, 2), 0.01)}
+    loss = exp.make_loss("mc_unet", count=True)
+    for target in (torch.zeros(1, 2, 2), torch.zeros(1, 1, 2, 2)):
+        _, parts = loss(out, {"mask": torch.zeros(1, 2, 2), "density": target})
+        assert parts["count"] == pytest.approx(1.0)  # (100 * 0.01)^2
+        assert parts["seg"] == pytest.approx(math.log(2.0))  # CE of equal logits

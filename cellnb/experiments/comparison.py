@@ -258,7 +258,8 @@ def make_loss(name: str, count: bool, mean_count: float = 1.0):
         total = seg
         if count:
             if name == "mc_unet":
-                cnt = F.mse_loss(DENSITY_SCALE * out[outputs.DENSITY][:, 0], DENSITY_SCALE * batch["density"])
+                density = out[outputs.DENSITY]
+                cnt = F.mse_loss(DENSITY_SCALE * density, DENSITY_SCALE * batch["density"].reshape(density.shape).float())
             else:
                 cnt = (((out[outputs.COUNT] - batch["count"].float()) / scale) ** 2).mean()
             parts["count"] = float(cnt.detach())
