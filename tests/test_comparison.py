@@ -137,3 +137,13 @@ def test_density_loss_accepts_channel_or_plain_targets():
         _, parts = loss(out, {"mask": torch.zeros(1, 2, 2), "density": target})
         assert parts["count"] == pytest.approx(1.0)  # (100 * 0.01)^2
         assert parts["seg"] == pytest.approx(math.log(2.0))  # CE of equal logits
+
+
+def test_ssrnet_count_head_starts_at_the_mean_count():
+    cfg = exp.SETTINGS["smoke"]
+    model = exp.build("ssrnet", cfg)
+    images = torch.rand(2, 1, 64, 64, generator=torch.Generator().manual_seed(0))
+    exp.init_count_output("ssrnet", model, 17.0, images)
+    model.eval()
+    with torch.no_grad():
+        assert float(model(images)["count"].mean()) == pytest.approx(17.0, rel=1e-4)

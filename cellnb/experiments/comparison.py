@@ -206,10 +206,24 @@ def full_width_models() -> dict[str, tuple[nn.Module, int, int]]:
     }
 
 
-def init_count_output(name: str, model: nn.Module, mean_count: float) -> None:
-    """Start count heads at the training-mean count (as :func:`cellnb.experiments.elmgan.init_count_heads`)."""
+def init_count_output(name: str, model: nn.Module, mean_count: float, images: torch.Tensor | None = None) -> None:
+    """Start count heads at the training-mean count (as :func:`cellnb.experiments.elmgan.init_count_heads`).
+
+    U-Net / ELMGAN: the head's bias. SSRNet: its count is linear in the 32×32 head weight
+    (U[0, 1) as released), so that weight is rescaled to give ``mean_count`` on average over
+    ``images`` (a training batch, eval mode). MC-Unet's density head starts near 0 instead
+    (:data:`cellnb.experiments.mc_unet.DENSITY_BIAS_INIT`).
+    """
     if mean_count <= 0:
         raise ValueError(f"mean count must be positive, got {mean_count}")
+    if name == "ssrnet" and images is not None:
+        was_training = model.training
+        model.eval()
+        with torch.no_grad():
+            initial = float(model(images)[outputs.COUNT].mean())
+            if initial > 0:
+                model.count_head.weight.mul_(mean_count / initial)
+        model.train(was_training)
     if name == "elmgan":
         from cellnb.experiments.elmgan import init_count_heads
 
@@ -283,7 +297,8 @@ def train(name: str, items: Sequence[Mapping[str, np.ndarray]], cfg: Mapping[str
     model = build(name, cfg, in_channels=in_channels, count=count)
     mean_count = float(np.mean([it["count"] for it in items])) if count else 1.0
     if count:
-        init_count_output(name, model, mean_count)
+        first = torch.from_numpy(np.stack([it["image"] for it in items[: cfg["batch_size"]]]))
+        init_count_output(name, model, mean_count, first)
     keys = ("image", "mask", "density", "count") if count else ("image", "mask")
     loader = DataLoader(DictDataset(list(items), keys=keys), batch_size=cfg["batch_size"], shuffle=True,
                         generator=torch.Generator().manual_seed(seed))
