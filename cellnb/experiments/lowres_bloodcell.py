@@ -42,16 +42,16 @@ INPUT_KINDS = ("bicubic", "sr", "hr")
 
 SETTINGS: dict[str, dict[str, Any]] = {
     "smoke": dict(
-        n_train=4, n_val=2, n_test=2, smear_size=1200, hr_size=256, lr_size=64,
-        sr_steps=6, sr_batch=4, sr_patch=16, sr_lr=5e-4,
-        seg_steps=6, seg_batch=4, seg_crop=64, seg_lr=1e-3, seg_widths=[16, 32, 64, 128], seg_loss="ce_dice",
-        n_seeds=1, e2e_steps=4, e2e_sr_weight=1.0, eval_batch=4,
+        n_train=2, n_val=1, n_test=1, smear_size=256, hr_size=256, lr_size=64,
+        sr_steps=3, sr_batch=2, sr_patch=16, sr_lr=1e-3,
+        seg_steps=3, seg_batch=2, seg_crop=64, seg_lr=3e-3, seg_widths=[16, 32, 64, 128], seg_loss="ce_dice",
+        n_seeds=1, e2e_steps=2, e2e_sr_weight=1.0, eval_batch=2,
     ),
     "quick": dict(
-        n_train=24, n_val=4, n_test=10, smear_size=1200, hr_size=256, lr_size=64,
-        sr_steps=200, sr_batch=8, sr_patch=24, sr_lr=5e-4,
-        seg_steps=120, seg_batch=8, seg_crop=96, seg_lr=2e-3, seg_widths=[32, 64, 128, 256], seg_loss="ce_dice",
-        n_seeds=2, e2e_steps=120, e2e_sr_weight=1.0, eval_batch=5,
+        n_train=16, n_val=4, n_test=8, smear_size=512, hr_size=256, lr_size=64,
+        sr_steps=200, sr_batch=8, sr_patch=16, sr_lr=1e-3,
+        seg_steps=80, seg_batch=8, seg_crop=96, seg_lr=3e-3, seg_widths=[16, 32, 64, 128], seg_loss="ce_dice",
+        n_seeds=2, e2e_steps=60, e2e_sr_weight=1.0, eval_batch=4,
     ),
     "full": dict(
         n_train=80, n_val=10, n_test=10, smear_size=1200, hr_size=256, lr_size=64,
@@ -195,7 +195,9 @@ def train_sr(train_split: Mapping[str, np.ndarray], cfg: Mapping[str, Any], devi
 def predict_batches(model: nn.Module, images: np.ndarray, key: str, batch: int = 8, device="cpu") -> np.ndarray:
     """Run ``model`` in eval mode over ``images`` (N, C, H, W) and stack ``outputs[key]`` as numpy."""
     model.eval()
-    dev = next(model.parameters()).device if device is None else torch.device(device)
+    from cellnb.utils import select_device
+
+    dev = next(model.parameters()).device if device is None else select_device(str(device))
     model.to(dev)
     parts = [model(torch.from_numpy(np.ascontiguousarray(images[i:i + batch])).float().to(dev))[key].cpu()
              for i in range(0, len(images), batch)]
@@ -353,6 +355,9 @@ def run_pipeline(cfg: Mapping[str, Any], device="cpu", seed: int = 0, cache_dir:
     """
     import tempfile
 
+    from cellnb.utils import select_device
+
+    device = select_device(str(device))
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     splits = make_dataset(cfg, seed)
