@@ -258,8 +258,10 @@ plt.show()
 #   channels with the top and bottom halves of the boundary map). Our reading differs from the
 #   project spec, which described only the channel-0 logits as used.
 # - **Density loss on:** the shipped config sets the density weight to 0; here it is
-#   `density_weight` with a count-preserving map amplified by `density_scale`, and the density head
-#   starts near zero (bias −5).
+#   `density_weight` with a count-preserving map amplified by `density_scale`; the density head
+#   learns the amplified map and its output is divided by `density_scale`, so it still sums to the
+#   count. The two reconstructed heads keep PyTorch's default initialisation (the code's init is
+#   used for everything else).
 # - **Data:** generated nuclei (`cellnb.data.nuclei`) instead of the unpublished T24 set; 1-channel
 #   input; smaller images, slimmer widths, fewer epochs, batch size > 1 and no early stopping on CPU.
 # - **Logits, not softmax:** the model always returns logits (the code applies softmax in eval mode).

@@ -112,10 +112,13 @@ class MCUNet(nn.Module):
         self.out = nn.ModuleDict()
         if "mask" in heads:
             self.out["mask"] = nn.Conv2d(widths[0], num_classes, 1)
+        self._init_weights()
+        # the reconstructed heads are not in the released code: they keep PyTorch's default init
+        # (MNet2D's N(0, sqrt(2/C_out)) would give a 1-channel 1x1 head std 1.4 and start the
+        # density far from its target, which kills the softplus in a few steps)
         for name in ("density", "boundary"):
             if name in heads:
                 self.out[name] = nn.Conv2d(widths[0], 1, 1)
-        self._init_weights()
 
     def _init_weights(self) -> None:
         """``MNet2D`` init: N(0, sqrt(2 / (k_h · k_w · C_out))) for (transposed) convs, zero bias."""
