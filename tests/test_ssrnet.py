@@ -94,7 +94,7 @@ def test_om_loss_is_ten_l1_plus_count_mse():
 
 
 def test_uncertainty_weighting_values_and_attachment():
-    weighting = UncertaintyWeighting()
+    weighting = UncertaintyWeighting(init_log_var=0.0)
     out = {"density": torch.zeros(1, 1, 2, 2), "count": torch.tensor([3.0])}
     batch = {"mask": torch.ones(1, 1, 2, 2), "count": torch.tensor([1.0])}
     total, parts = weighting(out, batch)
@@ -102,6 +102,10 @@ def test_uncertainty_weighting_values_and_attachment():
     with torch.no_grad():
         weighting.log_vars.copy_(torch.tensor([0.0, 2.0]))
     assert float(weighting(out, batch)[0].detach()) == pytest.approx(0.5 + 0.5 * (4 * torch.exp(torch.tensor(-2.0)).item() + 2))
+    first = UncertaintyWeighting()  # starts at s = log L of the first batch: weights 1/(2 L)
+    total, parts = first(out, batch)
+    assert first.log_vars.detach().tolist() == pytest.approx([0.0, float(torch.log(torch.tensor(4.0)))])
+    assert float(total.detach()) == pytest.approx(0.5 + 0.5 * (1 + float(torch.log(torch.tensor(4.0)))))
     model = nn.Linear(1, 1)
     loss = make_loss("uncertainty", model)
     assert loss is model.loss_weights and any(p is loss.log_vars for p in model.parameters())

@@ -39,21 +39,21 @@ SETTINGS: dict[str, dict[str, Any]] = {
     "smoke": dict(
         field=(128, 176), n_train=6, n_test=4, scale=0.5, pad_multiple=64, stains=(1, 2),
         epochs=1, batch_size=2, lr=1e-3, betas=(0.5, 0.999), base_width=4, unet_width=4,
-        time_budget_s=8.0, train_released=False,
+        time_budget_s=8.0, train_released=False, ablation_loss="pixel",
         vgg_splits=1, vgg_n_train=6, vgg_n_test=6, vgg_scale=0.25, vgg_epochs=1, vgg_time_budget_s=5.0,
         profile_size=64, profile_width=16, bench_warmup=0, bench_repeats=1,
     ),
     "quick": dict(
-        field=(520, 696), n_train=36, n_test=18, scale=0.246, pad_multiple=64, stains=(1, 2),
-        epochs=8, batch_size=4, lr=1e-3, betas=(0.5, 0.999), base_width=8, unet_width=8,
-        time_budget_s=120.0, train_released=False,
+        field=(520, 696), n_train=32, n_test=16, scale=0.246, pad_multiple=64, stains=(1, 2),
+        epochs=10, batch_size=2, lr=1e-3, betas=(0.5, 0.999), base_width=8, unet_width=8,
+        time_budget_s=120.0, train_released=False, ablation_loss="pixel",
         vgg_splits=2, vgg_n_train=50, vgg_n_test=100, vgg_scale=0.5, vgg_epochs=8, vgg_time_budget_s=40.0,
         profile_size=256, profile_width=64, bench_warmup=1, bench_repeats=3,
     ),
     "full": dict(  # released script: 520x696 padded to 768x768, batch 1, Adam 1e-4 (0.5, 0.999), 30 epochs
         field=(520, 696), n_train=960, n_test=240, scale=1.0, pad_multiple=256, stains=(1, 2),
         epochs=30, batch_size=1, lr=1e-4, betas=(0.5, 0.999), base_width=64, unet_width=64,
-        time_budget_s=None, train_released=True,
+        time_budget_s=None, train_released=True, ablation_loss="pixel",
         vgg_splits=5, vgg_n_train=50, vgg_n_test=100, vgg_scale=1.0, vgg_epochs=100, vgg_time_budget_s=None,
         profile_size=256, profile_width=64, bench_warmup=3, bench_repeats=10,
     ),
@@ -226,28 +226,50 @@ def evaluate(model: nn.Module, items: Sequence[dict], device: str = "cpu", thres
     }
 
 
-def run_generated(cfg: Mapping[str, Any], seed: int, device: str, kinds: Sequence[str]) -> dict[str, Any]:
-    """Generate train/test data once, train each of ``kinds`` on it, evaluate on the test set.
+def planned_runs(cfg: Mapping[str, Any]) -> list[tuple[str, str, str]]:
+    """``(name, model kind, loss)`` of every model the chapter trains on the generated data.
 
-    ``kinds`` entries are model kinds for :func:`build`, or ``"uncertainty"`` (paper SSRNet trained
-    with Kendall weighting instead of the OM loss). Returns data, models, histories and a table.
+    ``paper`` and ``unet`` use the OM loss as released (the comparison); ``uncertainty`` is the
+    paper variant with uncertainty weighting (the loss ablation); ``bilinear`` and ``transpose``
+    swap the ×32 SSR step and are trained with ``cfg["ablation_loss"]``, like the SSR row they are
+    compared with (the decoder ablation; ``decoder_ssr`` when that loss is neither of the others,
+    e.g. ``"pixel"``: the map term alone, since upsampling quality is a property of the map).
+    """
+    runs = [("paper", "paper", "om"), ("unet", "unet", "om"), ("uncertainty", "paper", "uncertainty")]
+    if decoder_reference(cfg) == "decoder_ssr":
+        runs.append(("decoder_ssr", "paper", cfg["ablation_loss"]))
+    runs += [("bilinear", "bilinear", cfg["ablation_loss"]), ("transpose", "transpose", cfg["ablation_loss"])]
+    if cfg["train_released"]:
+        runs.append(("released", "released", "om"))
+    return runs
+
+
+def decoder_reference(cfg: Mapping[str, Any]) -> str:
+    """The SSR-decoder row the decoder ablation compares with (trained with the same loss)."""
+    return {"om": "paper", "uncertainty": "uncertainty"}.get(cfg["ablation_loss"], "decoder_ssr")
+
+
+def run_generated(cfg: Mapping[str, Any], seed: int, device: str,
+                  runs: Sequence[tuple[str, str, str]] | None = None) -> dict[str, Any]:
+    """Generate train/test data once, train each of ``runs`` (default :func:`planned_runs`) on it
+    with the same epochs and seed, and evaluate on the test set.
+
+    Returns the data (``train``, ``test``), ``models``, ``histories`` and a ``table`` (one row per run).
     """
     t0 = time.perf_counter()
     train_items = bbbc005_items(cfg["n_train"], seed, cfg["scale"], cfg["pad_multiple"], cfg["stains"], cfg["field"])
     test_items = bbbc005_items(cfg["n_test"], seed + 100_000, cfg["scale"], cfg["pad_multiple"], cfg["stains"], cfg["field"])
     data_seconds = time.perf_counter() - t0
     models, histories, rows = {}, {}, []
-    for kind in kinds:
+    for name, kind, loss in runs or planned_runs(cfg):
         t1 = time.perf_counter()
-        if kind == "uncertainty":
-            model, history = train_model("paper", train_items, cfg, seed=seed, device=device, loss="uncertainty")
-        else:
-            model, history = train_model(kind, train_items, cfg, seed=seed, device=device)
+        model, history = train_model(kind, train_items, cfg, seed=seed, device=device, loss=loss)
         seconds = time.perf_counter() - t1
         scores = evaluate(model, test_items, device)
-        models[kind], histories[kind] = model, history
-        rows.append({"model": kind, "epochs": int(len(history)), "train_s": seconds,
-                     "params": sum(p.numel() for p in model.parameters()), **scores})
+        models[name], histories[name] = model, history
+        rows.append({"model": name, "kind": kind, "loss": loss, "epochs": int(len(history)), "train_s": seconds,
+                     "params": sum(p.numel() for n, p in model.named_parameters() if not n.startswith("loss_weights")),
+                     **scores})
     return {"train": train_items, "test": test_items, "models": models, "histories": histories,
             "table": pd.DataFrame(rows).set_index("model"), "data_seconds": data_seconds}
 
@@ -337,7 +359,7 @@ def record(run, gen: Mapping[str, Any], eff: pd.DataFrame, vgg: pd.DataFrame | N
         if np.isfinite(main[key]):
             run.metric(key, main[key])
     prefixes = {"unet": "unet_", "released": "released_", "bilinear": "ablation_bilinear_",
-                "transpose": "ablation_transpose_", "uncertainty": "loss_uncertainty_"}
+                "transpose": "ablation_transpose_", "uncertainty": "loss_uncertainty_", "decoder_ssr": "ablation_ssr_"}
     for kind, prefix in prefixes.items():
         if kind in table.index:
             for key in ("count_mae", "count_rmse", "dice", "iou", "edge_contrast"):
@@ -367,19 +389,23 @@ def record(run, gen: Mapping[str, Any], eff: pd.DataFrame, vgg: pd.DataFrame | N
               f"leaf-module bytes read + written (cellnb.profile.memory_traffic) at {size}; 'about 1/10' taken as "
               f"≤ 0.125. Released variant: {released['traffic_ratio']:.4f}. The paper's exact memory measure "
               f"(torchstat MemR+W?) is unknown.")
-    if "bilinear" in table.index and np.isfinite(main["edge_contrast"]):
-        ssr_c, bil_c = float(main["edge_contrast"]), float(table.loc["bilinear", "edge_contrast"])
+    ref_name = decoder_reference(run.settings) if "ablation_loss" in run.settings else "paper"
+    ref = table.loc[ref_name] if ref_name in table.index else main
+    if "bilinear" in table.index and np.isfinite(ref["edge_contrast"]):
+        ssr_c, bil_c = float(ref["edge_contrast"]), float(table.loc["bilinear", "edge_contrast"])
         run.claim("x32_no_blur", "upsampling ×32 in one step without blurring", "SSRNet abstract",
                   f"edge contrast SSR {ssr_c:.3f} vs one-step bilinear ×32 {bil_c:.3f}", bool(ssr_c >= bil_c),
                   "edge contrast = mean map on the 1-px inner band of the true mask minus the 1-px outer band "
-                  "(1 = as sharp as the mask); same encoder, data and epochs; only the ×32 step differs.")
+                  "(1 = as sharp as the mask); same encoder, data, epochs and loss "
+                  f"({table.loc['bilinear', 'loss']}); only the ×32 step differs.")
     if {"bilinear", "transpose"} <= set(table.index):
-        better = main["dice"] >= table.loc[["bilinear", "transpose"], "dice"].max()
+        better = ref["dice"] >= table.loc[["bilinear", "transpose"], "dice"].max()
         run.claim("ssr_beats_traditional_upsampling",
                   "SSR-upsampling performs better than traditional upsampling", "SSRNet abstract",
-                  f"Dice SSR {main['dice']:.3f}, bilinear {table.loc['bilinear', 'dice']:.3f}, "
+                  f"Dice SSR {ref['dice']:.3f}, bilinear {table.loc['bilinear', 'dice']:.3f}, "
                   f"transposed conv {table.loc['transpose', 'dice']:.3f}", bool(better),
-                  "test Dice of the map at equal training budget (same data, epochs, seed)")
+                  f"test Dice of the map at equal training budget (same data, epochs, seed, loss "
+                  f"{table.loc['bilinear', 'loss']})")
     if "unet" in table.index:
         run.claim("beats_unet_count", "SSRNet counts better than U-Net (state of the art)", "SSRNet abstract",
                   f"count MAE SSRNet {main['count_mae']:.2f} vs U-Net {table.loc['unet', 'count_mae']:.2f}",

@@ -86,16 +86,28 @@ class UncertaintyWeighting(nn.Module):
     """Kendall et al. 2018 (eq. 7) weighting of the pixel-L1 and count-MSE terms.
 
     ``L = ½·exp(-s_pixel)·L1 + ½·s_pixel + ½·exp(-s_count)·MSE + ½·s_count``, ``s`` = log σ²
-    learned with the model (initialised to 0: equal weights). At the optimum ``exp(s_t) = L_t``,
-    so each task is weighted by the inverse of its own current loss, whatever its units.
+    learned with the model. At the optimum ``exp(s_t) = L_t``, so each task is weighted by the
+    inverse of its own current loss, whatever its units. ``init_log_var="first_batch"`` (default)
+    starts at that optimum for the first training batch; a number starts every ``s`` there
+    (Kendall et al. use 0).
     """
 
-    def __init__(self, init_log_var: float = 0.0) -> None:
+    def __init__(self, init_log_var: float | str = "first_batch") -> None:
         super().__init__()
-        self.log_vars = nn.Parameter(torch.full((2,), float(init_log_var)))
+        if not (init_log_var == "first_batch" or isinstance(init_log_var, (int, float))):
+            raise ValueError(f"init_log_var must be a number or 'first_batch', got {init_log_var!r}")
+        self.init_from_first_batch = init_log_var == "first_batch"
+        start = 0.0 if self.init_from_first_batch else float(init_log_var)
+        self.log_vars = nn.Parameter(torch.full((2,), start))
 
     def forward(self, out: Mapping[str, Tensor], batch: Mapping[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
         pixel, count = _task_terms(out, batch)
+        if self.init_from_first_batch and self.training:
+            # start at the stationary point s_t = log L_t of the first batch: Adam moves s by about
+            # one learning rate per step, too slowly to find it from 0 in a short run (Deviations)
+            with torch.no_grad():
+                self.log_vars.copy_(torch.log(torch.stack([pixel.detach(), count.detach()]).clamp_min(1e-8)))
+            self.init_from_first_batch = False
         s_pixel, s_count = self.log_vars[0], self.log_vars[1]
         total = 0.5 * (torch.exp(-s_pixel) * pixel + s_pixel) + 0.5 * (torch.exp(-s_count) * count + s_count)
         return total, {
@@ -105,14 +117,17 @@ class UncertaintyWeighting(nn.Module):
         }
 
 
-LOSSES = ("om", "uncertainty")
+LOSSES = ("om", "uncertainty", "pixel")
 
 
 def make_loss(kind: str, model: nn.Module | None = None, **kwargs):
-    """``"om"`` -> :func:`om_loss` (kwargs: λ's); ``"uncertainty"`` -> an :class:`UncertaintyWeighting`
-    attached to ``model`` as ``model.loss_weights`` so that its parameters are trained with the model."""
+    """``"om"`` -> :func:`om_loss` (kwargs: λ's); ``"pixel"`` -> the map term alone (``λ_count = 0``,
+    for the decoder ablation); ``"uncertainty"`` -> an :class:`UncertaintyWeighting` attached to
+    ``model`` as ``model.loss_weights`` so that its parameters are trained with the model."""
     if kind == "om":
         return lambda out, batch: om_loss(out, batch, **kwargs)
+    if kind == "pixel":
+        return lambda out, batch: om_loss(out, batch, lambda_count=0.0, **kwargs)
     if kind == "uncertainty":
         if model is None:
             raise ValueError("uncertainty weighting needs the model: its log-variances train with it")
