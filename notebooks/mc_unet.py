@@ -193,8 +193,9 @@ for (arch, mode, variant, regime), values in means.iterrows():
 # %% tags=["remove-input"]
 import pandas as pd
 
+sign = {"merged_fraction": -1.0}  # fewer merges is the improvement
 delta_rows = [dict(arch=a, variant=v, metric=m, regime=r, delta=d["delta"], spread=d["spread"],
-                   beyond_spread=d["delta"] > d["spread"] if cfg.n_seeds > 1 else None)
+                   improvement_beyond_spread=sign.get(m, 1.0) * d["delta"] > d["spread"] if cfg.n_seeds > 1 else None)
               for (a, v, m, r), d in deltas.items() if m != "merged_fraction" or v != "density"]
 report.show_table(pd.DataFrame(delta_rows), caption="Ablation deltas vs the baseline (paper mode); "
                   "for merged_fraction lower is better")
@@ -203,17 +204,22 @@ report.show_table(pd.DataFrame(delta_rows), caption="Ablation deltas vs the base
 n = cfg.n_seeds
 d_den = deltas[("mc_unet", "density", "dice", "dense")]
 d_den_sparse = deltas[("mc_unet", "density", "dice", "sparse")]
+d_den_f1 = deltas[("mc_unet", "density", "instance_f1", "dense")]
 run.claim("density_dense", "The density branch helps in dense regions", paper="MC-Unet abstract",
           measured=d_den["delta"], holds=exp.holds(d_den, n),
           note=f"MC-Unet Dice on dense test images, +density minus baseline; seed spread {d_den['spread']:.4f}; "
-               f"on sparse images the delta is {d_den_sparse['delta']:.4f} (spread {d_den_sparse['spread']:.4f})")
+               f"on sparse images the delta is {d_den_sparse['delta']:.4f} (spread {d_den_sparse['spread']:.4f}); "
+               f"instance F1@0.5 on dense images (watershed seeded from the density) changes by "
+               f"{d_den_f1['delta']:.4f} (spread {d_den_f1['spread']:.4f})")
 d_bnd = deltas[("mc_unet", "boundary", "instance_f1", "dense")]
 d_merge = deltas[("mc_unet", "boundary", "merged_fraction", "dense")]
+d_merge_both = deltas[("mc_unet", "both", "merged_fraction", "dense")]
 run.claim("boundary_touching", "The boundary branch helps separate touching cells", paper="MC-Unet abstract",
           measured=d_bnd["delta"], holds=exp.holds(d_bnd, n),
           note=f"MC-Unet instance F1@0.5 on dense test images, +boundary minus baseline (watershed from the "
                f"boundary map); seed spread {d_bnd['spread']:.4f}; merged fraction changes by "
-               f"{d_merge['delta']:.4f} (spread {d_merge['spread']:.4f})")
+               f"{d_merge['delta']:.4f} (spread {d_merge['spread']:.4f}); with both branches by "
+               f"{d_merge_both['delta']:.4f} (spread {d_merge_both['spread']:.4f})")
 d_unet = deltas[("unet", "both", "dice", "dense")]
 d_unet_f1 = deltas[("unet", "both", "instance_f1", "dense")]
 run.claim("other_models", "The branches help other segmentation models too", paper="MC-Unet abstract",
@@ -279,7 +285,11 @@ plt.show()
 # the Dice changed by {glue:text}`mc_unet_delta_dice_density:.4f` (+density),
 # {glue:text}`mc_unet_delta_dice_boundary:.4f` (+boundary) and {glue:text}`mc_unet_delta_dice_both:.4f`
 # (+both); the plain U-Net's Dice changed by {glue:text}`mc_unet_unet_delta_dice_both:.4f` with both
-# branches. Whether each change exceeds the seed-to-seed spread — the only case where the claims
+# branches. At the instance level, MC-Unet's instance F1 on dense images changed by
+# {glue:text}`mc_unet_delta_instance_f1_density:.3f` with the density branch (spread
+# {glue:text}`mc_unet_spread_instance_f1_density:.3f`) and by {glue:text}`mc_unet_delta_instance_f1_boundary:.3f`
+# with the boundary branch (spread {glue:text}`mc_unet_spread_instance_f1_boundary:.3f`); these
+# changes mix the learned maps with the post-processing they seed. Whether each change exceeds the seed-to-seed spread — the only case where the claims
 # table says "holds" — is given in the claims table; smaller differences are read as noise at this
 # profile, not as evidence for or against the paper.
 
