@@ -31,6 +31,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from cellnb.losses.elmgan import discriminator_loss, nh_loss
 from cellnb.models import create_model, outputs
+from cellnb.profile import benchmark, count_params
 
 #: Released BBBC005 frames are 520×696; the SSRnet collate zero-pads them to 768×768.
 BBBC005_SHAPE = (520, 696)
@@ -306,16 +307,6 @@ def evaluate(pred: Mapping[str, np.ndarray], threshold: float = 0.5) -> dict[str
 
 
 # --------------------------------------------------------------------------- efficiency
-def count_params(model: nn.Module) -> int:
-    """Trainable parameters (``cellnb.profile.count_params`` when available)."""
-    try:
-        from cellnb.profile import count_params as _count
-
-        return int(_count(model))
-    except ImportError:
-        return sum(p.numel() for p in model.parameters() if p.requires_grad)
-
-
 def parameter_table(in_channels: int = 1) -> pd.DataFrame:
     """Parameters of the full-width (released-size) models: LFMMG, classic U-Net with a count head,
     pix2pix generator, CMTD and PatchGAN (built on the ``meta`` device: no memory, no init cost)."""
@@ -334,43 +325,11 @@ def _full_width_models(in_channels: int) -> list[tuple[str, nn.Module]]:
     ]
 
 
-def _local_benchmark(models: Mapping[str, nn.Module], input_shape, device, warmup: int, repeats: int) -> pd.DataFrame:
-    """Interleaved latency benchmark (fallback when :mod:`cellnb.profile` is not there)."""
-    dev = torch.device(device)
-    x = torch.randn(*input_shape, device=dev)
-    times: dict[str, list[float]] = {k: [] for k in models}
-    with torch.inference_mode():
-        for m in models.values():
-            m.to(dev).eval()
-            for _ in range(warmup):
-                m(x)
-        for _ in range(repeats):
-            for name, m in models.items():
-                if dev.type == "cuda":
-                    torch.cuda.synchronize(dev)
-                t = time.perf_counter()
-                m(x)
-                if dev.type == "cuda":
-                    torch.cuda.synchronize(dev)
-                times[name].append(time.perf_counter() - t)
-    rows = [{"model": k, "ms": 1000 * float(np.median(v))} for k, v in times.items()]
-    return pd.DataFrame(rows)
-
-
 def benchmark_ms(models: Mapping[str, nn.Module], input_shape, device: str = "cpu", warmup: int = 2,
                  repeats: int = 5) -> dict[str, float]:
-    """Median forward latency in ms per model, interleaved (``cellnb.profile.benchmark``)."""
-    try:
-        from cellnb.profile import benchmark
-    except ImportError:
-        benchmark = None
-    if benchmark is None:
-        df = _local_benchmark(models, input_shape, device, warmup, repeats)
-        return dict(zip(df["model"], df["ms"]))
+    """Median forward latency in ms per model, measured interleaved by :func:`cellnb.profile.benchmark`."""
     df = benchmark(dict(models), tuple(input_shape), device=device, warmup=warmup, repeats=repeats)
-    df = df.reset_index() if "model" not in df.columns else df
-    col = next(c for c in ("median_ms", "latency_ms", "ms", "mean_ms") if c in df.columns)
-    return dict(zip(df["model"], df[col].astype(float)))
+    return dict(zip(df["model"], df["median_ms"].astype(float)))
 
 
 class _Upsampler(nn.Module):
