@@ -136,6 +136,12 @@ run.metric("tinyunet_params_this_run", int(sizes.parameters[2]))
 # for stage 2. The ablation trains TinyU-Net three times per seed, on bicubic, SR and true-HR inputs,
 # with the same data, steps and seed. The end-to-end variant starts from the trained MobileSR and a
 # fresh TinyU-Net and trains both on LR crops for `e2e_steps` steps.
+#
+# After training, TinyU-Net's BatchNorm running statistics are re-estimated with the final weights
+# over 16 training batches (`recalibrate_batchnorm`). With only tens of steps and the released BN
+# momentum of 0.03 the running averages still carry early-training statistics, and in a first run
+# without this step eval-mode predictions collapsed for some seeds (test Dice 0.09–0.93 on the very
+# same inputs); the paper's 300-epoch schedule does not meet this problem.
 
 # %% tags=["remove-input"]
 print({k: cfg[k] for k in ("sr_steps", "sr_batch", "sr_patch", "sr_lr", "seg_steps", "seg_batch", "seg_crop",

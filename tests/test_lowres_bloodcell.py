@@ -187,3 +187,17 @@ def test_image_quality_psnr_by_hand():
     q = exp.image_quality(np.concatenate([pred, hr]), np.concatenate([hr, hr]))
     assert q["psnr"][0] == pytest.approx(20.0)
     assert q["ssim"][1] == pytest.approx(1.0)
+
+
+def test_recalibrate_batchnorm_recomputes_running_statistics():
+    # a BN layer whose running stats are stale: after recalibration they equal the data's mean / unbiased var
+    model = torch.nn.Sequential(torch.nn.BatchNorm2d(1, momentum=0.03))
+    model[0].running_mean.fill_(5.0)
+    values = np.array([0.0, 2.0, 4.0, 6.0], dtype=np.float32)  # one constant image per value
+    images = values[:, None, None, None] * np.ones((4, 1, 2, 2), np.float32)
+    items = [{"image": torch.from_numpy(images[i])} for i in range(4)]
+    assert exp.recalibrate_batchnorm(model, items, batch=4, n_batches=1) == 1
+    assert model[0].running_mean.item() == pytest.approx(3.0)
+    # per-batch unbiased variance over 4 images x 4 pixels: mean of squares 14 - 9 = 5, x 16/15
+    assert model[0].running_var.item() == pytest.approx(5.0 * 16 / 15)
+    assert model[0].momentum == 0.03

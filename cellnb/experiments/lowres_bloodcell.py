@@ -51,7 +51,7 @@ SETTINGS: dict[str, dict[str, Any]] = {
         n_train=16, n_val=4, n_test=8, smear_size=512, hr_size=256, lr_size=64,
         sr_steps=200, sr_batch=8, sr_patch=16, sr_lr=1e-3,
         seg_steps=80, seg_batch=8, seg_crop=96, seg_lr=3e-3, seg_widths=[16, 32, 64, 128], seg_loss="ce_dice",
-        n_seeds=2, e2e_steps=60, e2e_sr_weight=1.0, eval_batch=4,
+        n_seeds=2, e2e_steps=40, e2e_sr_weight=1.0, eval_batch=4,
     ),
     "full": dict(
         n_train=80, n_val=10, n_test=10, smear_size=1200, hr_size=256, lr_size=64,
@@ -179,6 +179,36 @@ def _fit(model: nn.Module, dataset: "PairedPatches", loss_fn, *, steps: int, bat
                      scheduler=scheduler, epoch_callback=next_epoch)
 
 
+@torch.no_grad()
+def recalibrate_batchnorm(model: nn.Module, dataset: Dataset, batch: int, n_batches: int = 16, device=None) -> int:
+    """Re-estimate BatchNorm running statistics with the final weights (cumulative average over
+    ``n_batches`` training batches, train-mode forward without gradients); returns the number of BN layers.
+
+    With a few hundred steps and TinyU-Net's BN momentum of 0.03 the running statistics still mix
+    in early-training weights, and eval-mode predictions can collapse; the paper's 300-epoch schedule
+    does not have this problem. A standard fix (e.g. SWA's ``update_bn``).
+    """
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return 0
+    saved = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative moving average
+    dev = next(model.parameters()).device if device is None else device
+    was_training = model.training
+    model.train()
+    loader = DataLoader(dataset, batch_size=batch, shuffle=False, num_workers=0, drop_last=True)
+    for i, item in enumerate(loader):
+        if i >= n_batches:
+            break
+        model(item["image"].float().to(dev))
+    for m, momentum in zip(norms, saved):
+        m.momentum = momentum
+    model.train(was_training)
+    return len(norms)
+
+
 def train_sr(train_split: Mapping[str, np.ndarray], cfg: Mapping[str, Any], device="cpu", seed: int = 0,
              progress: bool = False) -> tuple[nn.Module, Any]:
     """Stage 1: MobileSR (official config) with L1 on random LR/HR patches (Adam, constant lr)."""
@@ -257,6 +287,7 @@ def train_seg(inputs: np.ndarray, masks: np.ndarray, cfg: Mapping[str, Any], dev
     history = _fit(model, patches, make_seg_loss(cfg["seg_loss"]), steps=int(cfg["seg_steps"]),
                    batch=int(cfg["seg_batch"]), lr=float(cfg["seg_lr"]), device=device, seed=seed,
                    progress=progress, scheduler="cosine")
+    recalibrate_batchnorm(model, patches, int(cfg["seg_batch"]))
     return model, history
 
 
@@ -298,6 +329,7 @@ def train_end_to_end(sr_model: nn.Module, train_split: Mapping[str, np.ndarray],
     history = _fit(pipeline, patches, joint_loss(cfg["seg_loss"], float(cfg["e2e_sr_weight"])),
                    steps=int(cfg["e2e_steps"]), batch=int(cfg["seg_batch"]), lr=float(cfg["seg_lr"]), device=device,
                    seed=seed, progress=progress, scheduler="cosine")
+    recalibrate_batchnorm(pipeline, patches, int(cfg["seg_batch"]))
     return pipeline, history
 
 
