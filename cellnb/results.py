@@ -96,6 +96,7 @@ class Run:
         self.settings = dict(settings or {})
         self.metrics: dict[str, float | int] = {}
         self.claims: list[Claim] = []
+        self._glued: dict[str, Any] = {}
         self._t0 = time.perf_counter()
         self.started = datetime.now(timezone.utc).isoformat(timespec="seconds")
 
@@ -153,12 +154,23 @@ class Run:
         return path
 
     def glue(self, prefix: str | None = None) -> None:
-        """Glue every metric (rounded) for myst-nb as ``<prefix>_<key>`` (prefix = run name)."""
+        """Glue every metric (rounded) for myst-nb as ``<prefix>_<key>`` (prefix = run name).
+
+        Safe to call several times: each key is glued once (myst-nb rejects duplicate keys), and a
+        metric whose value changed after it was glued raises, so prose never shows a stale number.
+        """
         from myst_nb import glue
 
         prefix = self.name if prefix is None else prefix
         for key, value in self.metrics.items():
-            glue(f"{prefix}_{key}", round(value, 4) if isinstance(value, float) else value, display=False)
+            value = round(value, 4) if isinstance(value, float) else value
+            name = f"{prefix}_{key}"
+            if name in self._glued:
+                if self._glued[name] != value:
+                    raise ValueError(f"metric {key!r} changed from {self._glued[name]} to {value} after it was glued")
+                continue
+            glue(name, value, display=False)
+            self._glued[name] = value
 
 
 def validate(record: Mapping[str, Any]) -> None:

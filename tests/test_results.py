@@ -81,3 +81,19 @@ def test_best_available_prefers_full(tmp_path):
         Run("demo", profile=profile, device="cpu").save(tmp_path)
     assert results.best_available("demo", tmp_path)["profile"] == "full"
     assert results.best_available("other", tmp_path) is None
+
+
+def test_glue_each_key_once_and_refuse_changed_values(monkeypatch):
+    import myst_nb
+
+    glued = []
+    monkeypatch.setattr(myst_nb, "glue", lambda name, value, display=True: glued.append((name, value)))
+    run = Run("demo", profile="quick", device="cpu")
+    run.metric("a", 0.123456)
+    run.glue()
+    run.metric("b", 2)
+    run.glue()
+    assert glued == [("demo_a", 0.1235), ("demo_b", 2)]
+    run.metric("a", 0.5)
+    with pytest.raises(ValueError, match="changed from 0.1235 to 0.5 after it was glued"):
+        run.glue()
