@@ -45,6 +45,21 @@ def select_device(device: str = "auto"):
     return torch.device(device)
 
 
+def set_cpu_threads(num_threads: int | None, device: str = "auto") -> int:
+    """Fix torch's CPU thread count for a notebook run; returns the count in force.
+
+    Notebooks default to one thread: a fixed count makes CPU results repeatable across machines
+    (reductions split by thread), and more threads than free cores slows PyTorch down sharply on a
+    shared machine (measured 10-90x on the 2-core project machines). ``None`` or 0 keeps torch's
+    default. Has no effect on CUDA runs. Library code never calls this.
+    """
+    import torch
+
+    if num_threads and select_device(device).type == "cpu":
+        torch.set_num_threads(int(num_threads))
+    return torch.get_num_threads()
+
+
 def device_name(device) -> str:
     """Human-readable device: ``cpu`` or the GPU's name (e.g. ``NVIDIA H100 80GB HBM3``)."""
     import torch

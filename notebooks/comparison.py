@@ -13,7 +13,7 @@
 #
 # The chapters before this one each reproduce one paper on that paper's own terms. This chapter
 # puts the models next to each other on **one benchmark**: the same data, the same seeds, the
-# same epochs, optimiser and time budget, the same metrics and the same post-processing. It then
+# same epochs and optimiser, the same metrics and the same post-processing. It then
 # measures their cost in one interleaved run, gathers every claim the other chapters checked, and
 # tabulates what it costs to reproduce the book.
 
@@ -22,6 +22,7 @@ profile = "quick"
 device = "auto"
 seed = 0
 data_root = None
+num_threads = 1  # torch CPU threads (cellnb.utils.set_cpu_threads; 0: the torch default)
 
 # %% tags=["remove-cell"]
 import matplotlib.pyplot as plt
@@ -33,6 +34,7 @@ from cellnb import config, data, report, results, utils, viz
 from cellnb.experiments import comparison as exp
 
 cfg = config.settings_for(exp.SETTINGS, profile)
+utils.set_cpu_threads(num_threads, device)
 utils.seed_everything(seed)
 run = results.Run("comparison", profile=profile, device=device, seed=seed, data_root=data_root, settings=cfg)
 seeds = [seed + i for i in range(cfg.n_seeds)]
@@ -109,8 +111,8 @@ report.show_table(pd.DataFrame({"model": list(slim), "parameters": [sum(p.numel(
 # two-class heads, or L1 for SSRNet's foreground map; on counting, plus the squared relative count
 # error of the count head, or MC-Unet's density MSE (×100). ELMGAN's generator is trained **without
 # its GAN** here (its chapter trains the GAN). Count heads start at the training-mean count as in
-# the ELMGAN chapter. All models: Adam, learning rate {glue:text}`comparison_lr`, the same epochs
-# and the same wall-clock budget per training run (`cellnb.train.fit`).
+# the ELMGAN chapter. All models: Adam, learning rate {glue:text}`comparison_lr` and the same epochs
+# per training run (`cellnb.train.fit`).
 
 # %% tags=["remove-cell"]
 run.metric("lr", cfg.lr)
@@ -174,7 +176,7 @@ flat = exp.flatten_accuracy(accuracy)
 run.update(flat)
 for task in accuracy["task"].unique():
     table = accuracy[accuracy["task"] == task].dropna(axis=1, how="all")
-    report.show_table(table, caption=f"{task}: mean over {len(seeds)} seed(s) (epochs = mean epochs run within the budget)")
+    report.show_table(table, caption=f"{task}: mean over {len(seeds)} seed(s) (epochs = mean epochs run)")
 
 # %% [markdown]
 # ## Cost

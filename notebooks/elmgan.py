@@ -41,6 +41,7 @@ profile = "quick"
 device = "auto"
 seed = 0
 data_root = None
+num_threads = 1  # torch CPU threads (cellnb.utils.set_cpu_threads; 0: the torch default)
 
 # %% tags=["remove-cell"]
 import os
@@ -55,6 +56,7 @@ from cellnb import config, report, results, utils
 from cellnb.experiments import elmgan as exp
 
 cfg = config.settings_for(exp.SETTINGS, profile)
+utils.set_cpu_threads(num_threads, device)
 utils.seed_everything(seed)
 run = results.Run("elmgan", profile=profile, device=device, seed=seed, data_root=data_root, settings=cfg)
 dev = run.device

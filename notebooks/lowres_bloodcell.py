@@ -30,8 +30,7 @@ profile = "quick"
 device = "auto"
 seed = 0
 data_root = None
-# torch_threads: the CPU is shared, and more threads than free cores slows PyTorch down sharply (0 = torch default)
-torch_threads = 1
+num_threads = 1  # torch CPU threads (cellnb.utils.set_cpu_threads; 0: the torch default)
 
 # %% tags=["remove-cell"]
 import os
@@ -49,8 +48,7 @@ from cellnb.experiments import lowres_bloodcell as exp
 from cellnb.models import create_model
 from cellnb.profile import count_params
 
-if torch_threads and utils.select_device(device).type == "cpu":
-    torch.set_num_threads(int(torch_threads))
+utils.set_cpu_threads(num_threads, device)
 progress = os.environ.get("CELLNB_PROGRESS", "1") != "0"
 cfg = config.settings_for(exp.SETTINGS, profile)
 utils.seed_everything(seed)

@@ -35,7 +35,7 @@ device = "auto"
 seed = 0
 data_root = None
 vgg_splits = None  # number of VGG random splits (None: the value of the profile)
-num_threads = 1  # torch CPU threads (1 is much faster on a shared 2-core machine; None: the torch default)
+num_threads = 1  # torch CPU threads (cellnb.utils.set_cpu_threads; 0: the torch default)
 
 # %% tags=["remove-cell"]
 import matplotlib.pyplot as plt
@@ -47,8 +47,7 @@ from IPython.display import Markdown, display
 from cellnb import config, report, results, utils, viz
 from cellnb.experiments import ssrnet as exp
 
-if num_threads:
-    torch.set_num_threads(int(num_threads))
+utils.set_cpu_threads(num_threads, device)
 cfg = config.settings_for(exp.SETTINGS, profile, vgg_splits=vgg_splits)
 utils.seed_everything(seed)
 run = results.Run("ssrnet", profile=profile, device=device, seed=seed, data_root=data_root, settings=cfg)

@@ -32,7 +32,7 @@ device = "auto"
 seed = 0
 data_root = None
 cache_dir = None
-num_threads = 1  # torch CPU threads: 1 is much faster on a shared 2-core machine
+num_threads = 1  # torch CPU threads (cellnb.utils.set_cpu_threads; 0: the torch default)
 
 # %% tags=["remove-cell"]
 import tempfile
@@ -49,8 +49,7 @@ from cellnb.experiments import u_se_resnet as exp
 from cellnb.losses.u_se_resnet import power_schedule
 
 cfg = config.settings_for(exp.SETTINGS, profile)
-if num_threads:
-    torch.set_num_threads(int(num_threads))
+utils.set_cpu_threads(num_threads, device)
 utils.seed_everything(seed)
 run = results.Run("u_se_resnet", profile=profile, device=device, seed=seed, data_root=data_root, settings=cfg)
 work_dir = Path(cache_dir) if cache_dir else Path(tempfile.mkdtemp(prefix="cellnb_u_se_resnet_"))
