@@ -50,7 +50,7 @@ DENSITY_SCALE = 100.0  # MC-Unet density MSE amplification (cellnb.experiments.m
 
 SETTINGS: dict[str, dict[str, Any]] = {
     "smoke": dict(
-        size=64, n_train=2, n_test=2, n_seeds=1, epochs=1, batch_size=2, lr=1e-3, time_budget_s=2.0,
+        size=64, n_train=2, n_test=2, n_seeds=1, epochs=1, batch_size=2, lr=1e-3, time_budget_s=None,
         slim_width=4, tiny_widths=[16, 32, 64, 128], use_width=0.0625, use_blocks=[1, 1, 1, 1],
         nuclei_radius_scale=0.5, smear_size=300, sigma=2.0,
         real_n_train=2, real_n_test=2, mbm_n_train=2, mbm_n_test=2,
@@ -58,7 +58,7 @@ SETTINGS: dict[str, dict[str, Any]] = {
         slim_bench_repeats=1,
     ),
     "quick": dict(
-        size=128, n_train=12, n_test=8, n_seeds=2, epochs=6, batch_size=4, lr=1e-3, time_budget_s=5.0,
+        size=128, n_train=12, n_test=8, n_seeds=2, epochs=6, batch_size=4, lr=1e-3, time_budget_s=None,
         slim_width=8, tiny_widths=[16, 32, 64, 128], use_width=0.125, use_blocks=[1, 1, 1, 1],
         nuclei_radius_scale=0.5, smear_size=600, sigma=2.0,
         real_n_train=50, real_n_test=100, mbm_n_train=15, mbm_n_test=29,
