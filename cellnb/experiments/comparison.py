@@ -171,13 +171,12 @@ def build(name: str, cfg: Mapping[str, Any], in_channels: int = 1, count: bool =
     if name == "elmgan":
         return create_model("elmgan_generator", in_channels=in_channels, base_width=w)
     if name == "mc_unet":
-        from cellnb.experiments.mc_unet import DENSITY_BIAS_INIT
+        from cellnb.experiments.mc_unet import ScaledDensity
 
         model = create_model("mc_unet", in_channels=in_channels, num_classes=2, base_width=w, depth=3,
                              heads=("mask", "density") if count else ("mask",))
-        if count:
-            nn.init.constant_(model.out["density"].bias, DENSITY_BIAS_INIT)
-        return model
+        # as in the MC-Unet chapter: the head learns the amplified density, the output sums to the count
+        return ScaledDensity(model, DENSITY_SCALE) if count else model
     if name == "tiny_unet":
         return create_model("tiny_unet", in_channels=in_channels, num_classes=2, widths=list(cfg["tiny_widths"]))
     if name == "u_se_resnet":
@@ -211,8 +210,8 @@ def init_count_output(name: str, model: nn.Module, mean_count: float, images: to
 
     U-Net / ELMGAN: the head's bias. SSRNet: its count is linear in the 32×32 head weight
     (U[0, 1) as released), so that weight is rescaled to give ``mean_count`` on average over
-    ``images`` (a training batch, eval mode). MC-Unet's density head starts near 0 instead
-    (:data:`cellnb.experiments.mc_unet.DENSITY_BIAS_INIT`).
+    ``images`` (a training batch, eval mode). MC-Unet's density head learns the amplified
+    density instead (:class:`cellnb.experiments.mc_unet.ScaledDensity`), as in its chapter.
     """
     if mean_count <= 0:
         raise ValueError(f"mean count must be positive, got {mean_count}")
