@@ -58,7 +58,7 @@ SETTINGS: dict[str, dict[str, Any]] = {
         slim_bench_repeats=1,
     ),
     "quick": dict(
-        size=128, n_train=12, n_test=8, n_seeds=2, epochs=6, batch_size=4, lr=1e-3, time_budget_s=None,
+        size=128, n_train=12, n_test=8, n_seeds=2, epochs=12, batch_size=4, lr=1e-3, time_budget_s=None,
         slim_width=8, tiny_widths=[16, 32, 64, 128], use_width=0.125, use_blocks=[1, 1, 1, 1],
         nuclei_radius_scale=0.5, smear_size=600, sigma=2.0,
         real_n_train=50, real_n_test=100, mbm_n_train=15, mbm_n_test=29,
