@@ -137,9 +137,9 @@ run.metric("tinyunet_params_this_run", int(sizes.parameters[2]))
 #
 # After training, TinyU-Net's BatchNorm running statistics are re-estimated with the final weights
 # over 16 training batches (`recalibrate_batchnorm`). With only tens of steps and the released BN
-# momentum of 0.03 the running averages still carry early-training statistics, and in a first run
-# without this step eval-mode predictions collapsed for some seeds (test Dice 0.09–0.93 on the very
-# same inputs); the paper's 300-epoch schedule does not meet this problem.
+# momentum of 0.03 the running averages still carry early-training statistics: without this step
+# eval-mode predictions collapsed for some seeds during development (no result in this book was made
+# without it); the paper's 300-epoch schedule does not meet this problem.
 
 # %% tags=["remove-input"]
 print({k: cfg[k] for k in ("sr_steps", "sr_batch", "sr_patch", "sr_lr", "seg_steps", "seg_batch", "seg_crop",
