@@ -19,7 +19,8 @@ help:
 
 $(STAMP): requirements.txt constraints.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt -c constraints.txt
+	set -o pipefail; $(PY) -m pip install -q --disable-pip-version-check -r requirements.txt -c constraints.txt \
+	  2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
 	$(PY) -m cellnb.tvfix
 	@touch $(STAMP)
