@@ -48,7 +48,7 @@ SETTINGS: dict[str, dict[str, Any]] = {
     # quick: CPU minutes. 768² padded frames downscaled ×6 to 128²; slim widths keeping the
     # full-size U-Net : LFMMG parameter ratio (both at base width 8); efficiency at full width, 256².
     "quick": dict(
-        image_size=128, n_train=24, n_test=12, epochs=4, batch_size=4,
+        image_size=128, n_train=24, n_test=12, epochs=30, batch_size=4,
         gen_width=8, disc_width=8, unet_width=8, pix2pix_depth=7,
         lr_g=1e-3, lr_d=2e-4, lambda_adv=1.0, lambda_l1=10.0, lambda_l2=0.0, lambda_count=1.0,
         count_scale=50.0, bench_size=256, bench_repeats=5, bench_width=64, block_repeats=10,

@@ -39,15 +39,15 @@ SETTINGS: dict[str, dict[str, Any]] = {
     "smoke": dict(
         field=(128, 176), n_train=6, n_test=4, scale=0.5, pad_multiple=64, stains=(1, 2),
         epochs=1, batch_size=2, lr=1e-3, betas=(0.5, 0.999), base_width=4, unet_width=4,
-        time_budget_s=8.0, train_released=False, ablation_loss="pixel",
-        vgg_splits=1, vgg_n_train=6, vgg_n_test=6, vgg_scale=0.25, vgg_epochs=1, vgg_time_budget_s=5.0,
+        time_budget_s=None, train_released=False, ablation_loss="pixel",
+        vgg_splits=1, vgg_n_train=6, vgg_n_test=6, vgg_scale=0.25, vgg_epochs=1, vgg_time_budget_s=None,
         profile_size=64, profile_width=16, bench_warmup=0, bench_repeats=1,
     ),
     "quick": dict(
         field=(520, 696), n_train=32, n_test=16, scale=0.246, pad_multiple=64, stains=(1, 2),
-        epochs=10, batch_size=2, lr=1e-3, betas=(0.5, 0.999), base_width=8, unet_width=8,
-        time_budget_s=120.0, train_released=False, ablation_loss="pixel",
-        vgg_splits=2, vgg_n_train=50, vgg_n_test=100, vgg_scale=0.5, vgg_epochs=8, vgg_time_budget_s=40.0,
+        epochs=25, batch_size=2, lr=1e-3, betas=(0.5, 0.999), base_width=8, unet_width=8,
+        time_budget_s=None, train_released=False, ablation_loss="pixel",
+        vgg_splits=2, vgg_n_train=50, vgg_n_test=100, vgg_scale=0.5, vgg_epochs=25, vgg_time_budget_s=None,
         profile_size=256, profile_width=64, bench_warmup=1, bench_repeats=3,
     ),
     "full": dict(  # released script: 520x696 padded to 768x768, batch 1, Adam 1e-4 (0.5, 0.999), 30 epochs
