@@ -215,6 +215,8 @@ def record_timings(
             data["notebooks"][outcome.name] = {"seconds": outcome.seconds, "device": outcome.device}
     if outcomes and all(o.status == "ok" for o in outcomes) and {o.name for o in outcomes} >= set(all_names):
         data["all_notebooks_seconds"] = round(total, 1)
+    else:  # a partial run makes an earlier whole-run total stale
+        data.pop("all_notebooks_seconds", None)
     data["versions"] = versions()
     atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
     return path

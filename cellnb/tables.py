@@ -158,7 +158,9 @@ def readme_costs(results_root: Path) -> str:
         devices = sorted({e["device"] for e in data["notebooks"].values()})
         per = ", ".join(f"{n} {e['seconds'] / 60:.1f} min" for n, e in data["notebooks"].items())
         total = data.get("all_notebooks_seconds")
-        total_text = f"all notebooks in one run: **{total / 60:.0f} min**; " if total else ""
+        summed = sum(e["seconds"] for e in data["notebooks"].values())
+        total_text = (f"all notebooks in one run: **{total / 60:.0f} min**; " if total
+                      else f"sum over the notebooks: **{summed / 60:.0f} min**; ")
         lines.append(f"- `{profile}` on {', '.join(devices)}: {total_text}{per}.")
     if not any("full" in line[:10] for line in lines):
         lines.append("- `full` on a GPU: not measured yet (no GPU run has been committed).")
