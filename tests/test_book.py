@@ -56,8 +56,10 @@ def test_book_builds_every_toc_page(built_book):
         assert (built_book / page).is_file(), page
 
 
-def check_page(page, url: str, html_root: Path) -> dict:
+def check_page(page, url: str, html_root: Path, lands_on: str | None = None) -> dict:
     page.goto(url)
+    if lands_on:  # a redirect page: wait until the browser has followed it
+        page.wait_for_url(f"**/{lands_on}", timeout=15_000)
     page.wait_for_load_state("load")
     broken = page.evaluate(
         "() => Array.from(document.images).filter(i => !i.complete || i.naturalWidth === 0).map(i => i.src)")
@@ -84,13 +86,15 @@ def test_pages_in_headless_chromium(built_book):
 
     shots = built_book.parent / "screenshots"
     shots.mkdir(exist_ok=True)
-    pages = {"index": "index.html", "data": "book/executed/data.html", "results": "book/results.html"}
+    # index.html is the book's redirect to its root page (book/intro.html)
+    pages = {"index": ("index.html", "book/intro.html"), "data": ("book/executed/data.html", None),
+             "results": ("book/results.html", None)}
     report = {}
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_FLAGS)
         page = browser.new_page(viewport={"width": 1280, "height": 1600})
-        for name, rel in pages.items():
-            report[name] = check_page(page, (built_book / rel).as_uri(), built_book)
+        for name, (rel, lands_on) in pages.items():
+            report[name] = check_page(page, (built_book / rel).as_uri(), built_book, lands_on)
             page.screenshot(path=str(shots / f"{name}.png"), full_page=False)
         browser.close()
     for name, found in report.items():
