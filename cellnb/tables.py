@@ -100,8 +100,8 @@ def claims_rows(records: list[dict[str, Any]]) -> list[list[Any]]:
     rows = []
     for record in book_records(records):
         for claim in record["claims"]:
-            rows.append([record["name"], record["profile"], claim["statement"], claim["paper"],
-                         claim["measured"], VERDICT[claim["holds"]], claim["note"]])
+            rows.append([record["name"], claim["statement"], VERDICT[claim["holds"]], claim["measured"],
+                         record["profile"], claim["paper"], claim["note"]])
     return rows
 
 
@@ -109,12 +109,12 @@ def claims_markdown(records: list[dict[str, Any]]) -> str:
     rows = claims_rows(records)
     if not rows:
         return "```{note}\nNo claims recorded yet.\n```\n"
-    return markdown_table(["chapter", "profile", "claim", "paper", "measured", "verdict", "note"], rows)
+    return markdown_table(["chapter", "claim", "verdict", "measured", "profile", "paper", "note"], rows)
 
 
 def claims_summary_markdown(records: list[dict[str, Any]]) -> str:
     rows = claims_rows(records)
-    verdicts = [r[5] for r in rows]
+    verdicts = [r[2] for r in rows]
     chapters = sorted({r[0] for r in rows})
     return (
         f"Of the **{len(rows)}** paper claims checked in {len(chapters)} chapter(s), "

@@ -22,7 +22,7 @@ def test_generate_from_hand_made_results(tmp_path):
     results_md = files[tmp_path / "gen" / "results.md"]
     assert "(quick profile)" in results_md and "| count_mae | 2.5 |" in results_md and "| 9 |" not in results_md
     claims_md = files[tmp_path / "gen" / "claims.md"]
-    assert "| ssrnet | quick | MACs 1/20 of U-Net | abstract | 0.07 | does not hold | ratio 0.07 |" in claims_md
+    assert "| ssrnet | MACs 1/20 of U-Net | does not hold | 0.07 | quick | abstract | ratio 0.07 |" in claims_md
     assert "**1** paper claims checked in 1 chapter(s), **0** hold, **1** do not hold" in files[
         tmp_path / "gen" / "claims_summary.md"]
 
