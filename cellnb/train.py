@@ -246,6 +246,21 @@ def evaluate_loss(model: nn.Module, loader, loss_fn: LossFn, device: torch.devic
     return _weighted_mean(sums, seen)
 
 
+def recalibrate_batchnorm(model: nn.Module, inputs: Iterable[torch.Tensor], device: torch.device | None = None) -> bool:
+    """Re-estimate BatchNorm running statistics with the final weights (``torch.optim.swa_utils.update_bn``).
+
+    After a short training run (the CPU profiles train for tens to hundreds of steps) the running
+    averages still mix in early-training weights, so eval-mode outputs can be far off or collapse
+    (the comparison chapter measured TinyU-Net at Dice 0 on nuclei without this, 0.82 with it). One
+    pass over ``inputs`` (model inputs, e.g. the training images) in train mode, without gradients,
+    with a cumulative average. Returns False, doing nothing, for a model without BatchNorm.
+    """
+    if not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+        return False
+    torch.optim.swa_utils.update_bn(inputs, model, device=device)
+    return True
+
+
 def fit(
     model: nn.Module,
     train_loader,
@@ -269,6 +284,7 @@ def fit(
     time_budget_s: float | None = None,
     progress: bool = True,
     epoch_callback: Callable[[int, nn.Module], None] | None = None,
+    update_bn: bool = True,
 ) -> pd.DataFrame:
     """Train ``model`` for ``epochs`` epochs and return the history (one row per epoch).
 
@@ -286,7 +302,9 @@ def fit(
     ``time_budget_s`` stops after the epoch during which the wall-clock budget ran out.
     ``epoch_callback(epoch, model)`` is called after each epoch (e.g. for epoch-dependent
     loss weights). A NaN or infinite loss raises ``FloatingPointError`` naming the epoch,
-    step and loss parts.
+    step and loss parts. With ``update_bn`` (default) BatchNorm statistics are re-estimated over
+    the training images once training ends (:func:`recalibrate_batchnorm`); the history's
+    ``attrs["bn_recalibrated"]`` says whether that happened.
     """
     if epochs < 0:
         raise ValueError(f"epochs must be >= 0, got {epochs}")
@@ -413,6 +431,8 @@ def fit(
         model.load_state_dict(stopper.best_state)
     history = pd.DataFrame(rows)
     history.attrs["stop_reason"] = stop_reason
+    history.attrs["bn_recalibrated"] = bool(update_bn) and recalibrate_batchnorm(
+        model, (batch["image"] for batch in train_loader), device)
     if stopper is not None:
         history.attrs["best_epoch"] = stopper.best_epoch
         history.attrs["best_value"] = stopper.best
@@ -512,6 +532,7 @@ def fit_gan(
     time_budget_s: float | None = None,
     progress: bool = True,
     epoch_callback: Callable[[int, nn.Module, nn.Module], None] | None = None,
+    update_bn: bool = True,
 ) -> pd.DataFrame:
     """Adversarial training with Adam for both nets (pix2pix, Isola et al. 2017, §3.3: D then G
     on each batch, ``betas=(0.5, 0.999)``).
@@ -649,6 +670,8 @@ def fit_gan(
             break
     history = pd.DataFrame(rows)
     history.attrs["stop_reason"] = stop_reason
+    history.attrs["bn_recalibrated"] = bool(update_bn) and recalibrate_batchnorm(
+        generator, (batch["image"] for batch in train_loader), device)
     return history
 
 

@@ -237,3 +237,47 @@ def test_progress_bar_path_runs(monkeypatch, capsys):
     model, loader = make()
     hist = train.fit(model, loader, LOSS, epochs=1, device="cpu")
     assert len(hist) == 1 and "loss=" in capsys.readouterr().err
+
+
+class _BNOnly(torch.nn.Module):
+    """A frozen-weight BatchNorm 'model' whose running mean is easy to compute by hand."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bn = torch.nn.BatchNorm2d(1, momentum=0.1)
+        self.scale = torch.nn.Parameter(torch.ones(1))
+
+    def forward(self, x):
+        return {"mask_logits": self.scale * self.bn(x)}
+
+
+def _bn_loader():
+    images = [torch.full((1, 2, 2), v) for v in (1.0, 3.0, 5.0, 7.0)]  # mean 4, batch means 2 and 6
+    return torch.utils.data.DataLoader([{"image": im} for im in images], batch_size=2, shuffle=False)
+
+
+def _loss(outputs, batch):
+    value = outputs["mask_logits"].mean()
+    return value, {"loss": float(value)}
+
+
+def test_fit_reestimates_batchnorm_statistics_with_final_weights():
+    from cellnb.train import fit
+
+    model = _BNOnly()
+    history = fit(model, _bn_loader(), _loss, epochs=1, lr=0.0, device="cpu", progress=False)
+    # cumulative average over the two batches: (2 + 6) / 2 = 4, not the momentum-0.1 average
+    assert history.attrs["bn_recalibrated"] is True
+    assert model.bn.running_mean.item() == pytest.approx(4.0)
+    assert model.bn.momentum == 0.1 and model.training  # restored
+
+    stale = _BNOnly()
+    history = fit(stale, _bn_loader(), _loss, epochs=1, lr=0.0, device="cpu", progress=False, update_bn=False)
+    assert history.attrs["bn_recalibrated"] is False
+    assert stale.bn.running_mean.item() == pytest.approx(0.1 * 6 + 0.9 * 0.1 * 2)  # 0.78: momentum updates
+
+
+def test_recalibrate_batchnorm_without_batchnorm_does_nothing():
+    from cellnb.train import recalibrate_batchnorm
+
+    assert recalibrate_batchnorm(torch.nn.Linear(2, 2), [torch.zeros(1, 2)]) is False

@@ -303,12 +303,7 @@ def train(name: str, items: Sequence[Mapping[str, np.ndarray]], cfg: Mapping[str
                         generator=torch.Generator().manual_seed(seed))
     history = fit(model, loader, make_loss(name, count, mean_count), epochs=cfg["epochs"], lr=cfg["lr"],
                   device=device, time_budget_s=cfg["time_budget_s"], progress=False)
-    # BatchNorm running statistics re-estimated with the final weights (torch's SWA ``update_bn``):
-    # after a few dozen steps they still mix in early-training weights and eval-mode predictions can
-    # collapse (TinyU-Net's did; its chapter found the same). Applied to every model alike.
-    dev = next(model.parameters()).device
-    torch.optim.swa_utils.update_bn((batch["image"].to(dev) for batch in loader), model)
-    return model, history
+    return model, history  # fit re-estimated BatchNorm statistics for every model alike
 
 
 @torch.no_grad()

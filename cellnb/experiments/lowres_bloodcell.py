@@ -23,6 +23,8 @@ higher learning rate than the repo's 1e-4 so that the ``quick`` profile fits in 
 
 from __future__ import annotations
 
+from itertools import islice
+
 import time
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -175,38 +177,27 @@ def _fit(model: nn.Module, dataset: "PairedPatches", loss_fn, *, steps: int, bat
     def next_epoch(epoch: int, _model: nn.Module) -> None:
         dataset.epoch = epoch
 
+    # update_bn=False: the stages re-estimate BatchNorm over fixed patch batches themselves (recalibrate_batchnorm)
     return train.fit(model, loader, loss_fn, epochs=epochs, lr=lr, device=device, amp=False, progress=progress,
-                     scheduler=scheduler, epoch_callback=next_epoch)
+                     scheduler=scheduler, epoch_callback=next_epoch, update_bn=False)
 
 
 @torch.no_grad()
 def recalibrate_batchnorm(model: nn.Module, dataset: Dataset, batch: int, n_batches: int = 16, device=None) -> int:
-    """Re-estimate BatchNorm running statistics with the final weights (cumulative average over
-    ``n_batches`` training batches, train-mode forward without gradients); returns the number of BN layers.
+    """Re-estimate BatchNorm running statistics with the final weights over ``n_batches`` training
+    batches (:func:`cellnb.train.recalibrate_batchnorm`); returns the number of BN layers.
 
     With a few hundred steps and TinyU-Net's BN momentum of 0.03 the running statistics still mix
     in early-training weights, and eval-mode predictions can collapse; the paper's 300-epoch schedule
-    does not have this problem. A standard fix (e.g. SWA's ``update_bn``).
+    does not have this problem.
     """
-    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    if not norms:
-        return 0
-    saved = [m.momentum for m in norms]
-    for m in norms:
-        m.reset_running_stats()
-        m.momentum = None  # cumulative moving average
+    norms = sum(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
     dev = next(model.parameters()).device if device is None else device
-    was_training = model.training
-    model.train()
     loader = DataLoader(dataset, batch_size=batch, shuffle=False, num_workers=0, drop_last=True)
-    for i, item in enumerate(loader):
-        if i >= n_batches:
-            break
-        model(item["image"].float().to(dev))
-    for m, momentum in zip(norms, saved):
-        m.momentum = momentum
-    model.train(was_training)
-    return len(norms)
+    from cellnb import train
+
+    train.recalibrate_batchnorm(model, (item["image"].float() for item in islice(loader, n_batches)), dev)
+    return norms
 
 
 def train_sr(train_split: Mapping[str, np.ndarray], cfg: Mapping[str, Any], device="cpu", seed: int = 0,

@@ -202,6 +202,12 @@ def train_variant(variant: Variant, cfg: Mapping[str, Any], train_raw: list, dev
         if progress:
             print(f"{variant.name} s{variant.seed} epoch {epoch} p={power:.3g} loss={total / max(n, 1):.4f} "
                   f"({history[-1]['seconds']:.1f} s)")
+    # BatchNorm statistics re-estimated with the final weights over one augmented pass, as cellnb.train.fit does
+    from cellnb.train import recalibrate_batchnorm
+
+    passes = [augment(s, rng, cfg["crop"], cfg["max_angle"], cfg["noise_max"]) for s in samples]
+    recalibrate_batchnorm(model, (torch.stack([it["image"] for it in passes[i:i + bs]])
+                                  for i in range(0, len(passes), bs)), device)
     return model, history
 
 
