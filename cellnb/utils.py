@@ -85,14 +85,23 @@ def versions() -> dict[str, str]:
     return out
 
 
+#: Outputs of runs, not code: a change there does not make a run's code "dirty".
+GENERATED_PATHS = ("results", "book/generated", "README.md")
+
+
 def git_commit() -> str:
-    """Commit of the repo the code runs from, with ``-dirty`` when tracked files changed."""
+    """Commit of the repo the code runs from, with ``-dirty`` when tracked code changed.
+
+    Run outputs (:data:`GENERATED_PATHS`) are left out: otherwise every notebook after the first
+    in one runner call would be marked dirty by the result files its predecessors wrote.
+    """
     try:
         sha = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, check=True
         ).stdout.strip()
+        excludes = [f":(exclude){path}" for path in GENERATED_PATHS]
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", *excludes],
             cwd=REPO_ROOT, capture_output=True, text=True, check=True,
         ).stdout.strip()
         return sha + ("-dirty" if dirty else "")

@@ -52,3 +52,23 @@ def test_versions_and_commit():
     v = utils.versions()
     assert set(v) >= {"python", "torch", "torchvision", "numpy", "cpu_threads"}
     assert utils.git_commit() != ""
+
+
+def test_git_commit_ignores_run_outputs_but_not_code(tmp_path, monkeypatch):
+    import subprocess
+
+    repo = tmp_path / "repo"
+    (repo / "results" / "quick").mkdir(parents=True)
+    (repo / "cellnb").mkdir()
+    (repo / "results" / "quick" / "a.json").write_text("{}")
+    (repo / "cellnb" / "code.py").write_text("x = 1\n")
+    git = ["git", "-c", "user.email=t@t", "-c", "user.name=t"]
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    subprocess.run([*git, "-C", str(repo), "add", "."], check=True)
+    subprocess.run([*git, "-C", str(repo), "commit", "-qm", "init"], check=True)
+    monkeypatch.setattr(utils, "REPO_ROOT", repo)
+    assert not utils.git_commit().endswith("-dirty")
+    (repo / "results" / "quick" / "a.json").write_text('{"new": 1}')
+    assert not utils.git_commit().endswith("-dirty")  # a result file written by a run
+    (repo / "cellnb" / "code.py").write_text("x = 2\n")
+    assert utils.git_commit().endswith("-dirty")  # code changed
