@@ -258,7 +258,7 @@ def _bn_loader():
 
 def _loss(outputs, batch):
     value = outputs["mask_logits"].mean()
-    return value, {"loss": float(value)}
+    return value, {"loss": value.item()}
 
 
 def test_fit_reestimates_batchnorm_statistics_with_final_weights():
