@@ -41,6 +41,7 @@ from torch import nn
 import torch.nn.functional as F
 
 from cellnb.models import outputs
+from cellnb.models.blocks import PIX2PIX_ENCODER_LEVELS, UNetDown, pix2pix_encoder, pix2pix_widths
 from cellnb.models.registry import register_model
 from cellnb.models.unet import check_input
 
@@ -99,19 +100,6 @@ def make_upsampler(in_channels: int, out_channels: int, mode: str, scale: int = 
     raise ValueError(f"unknown upsampling {mode!r}; choose from {UPSAMPLING_MODES}")
 
 
-class UNetDown(nn.Sequential):
-    """pix2pix ``UNetDown``: Conv 4×4 s2 p1 (no bias) → [InstanceNorm] → LeakyReLU 0.2 → [Dropout]."""
-
-    def __init__(self, cin: int, cout: int, normalize: bool = True, dropout: float = 0.0) -> None:
-        layers: list[nn.Module] = [nn.Conv2d(cin, cout, 4, 2, 1, bias=False)]
-        if normalize:
-            layers.append(nn.InstanceNorm2d(cout))
-        layers.append(nn.LeakyReLU(0.2, inplace=True))
-        if dropout:
-            layers.append(nn.Dropout(dropout))
-        super().__init__(*layers)
-
-
 class UpFuse(nn.Module):
     """SSRnet ``UNetDUp`` / pix2pix ``UNetUp``: up ×2 → IN → LeakyReLU/ReLU → [Dropout] → concat skip."""
 
@@ -144,12 +132,6 @@ class BottleneckCountHead(nn.Module):
         return self.conv(self.pool(bottleneck)).flatten(1).squeeze(1) * self.scale
 
 
-def _widths(base_width: int, levels: int) -> list[int]:
-    if base_width < 1:
-        raise ValueError(f"base_width must be >= 1, got {base_width}")
-    return [base_width * min(2**i, 8) for i in range(levels)]
-
-
 class LFMMG(nn.Module):
     """Lightweight fast multi-scale-feature-fusion multi-task generator (ELMGAN's generator).
 
@@ -161,7 +143,7 @@ class LFMMG(nn.Module):
     (1×1 conv → interpolation) in every up-block, including the final ×2.
     """
 
-    LEVELS = 6
+    LEVELS = PIX2PIX_ENCODER_LEVELS
 
     def __init__(
         self,
@@ -175,15 +157,8 @@ class LFMMG(nn.Module):
         if upsampling not in UPSAMPLING_MODES:
             raise ValueError(f"unknown upsampling {upsampling!r}; choose from {UPSAMPLING_MODES}")
         self.in_channels, self.upsampling = in_channels, upsampling
-        w = _widths(base_width, self.LEVELS)  # 64,128,256,512,512,512
-        self.down = nn.ModuleList([
-            UNetDown(in_channels, w[0], normalize=False),
-            UNetDown(w[0], w[1]),
-            UNetDown(w[1], w[2]),
-            UNetDown(w[2], w[3]),
-            UNetDown(w[3], w[4], dropout=dropout),
-            UNetDown(w[4], w[5], normalize=False, dropout=dropout),
-        ])
+        w = pix2pix_widths(base_width, self.LEVELS)  # 64,128,256,512,512,512
+        self.down = pix2pix_encoder(in_channels, base_width, dropout)
         # (in, out, dropout); input of block k = output of k-1 concatenated with its skip
         plan = [(w[5], w[4], dropout), (2 * w[4], w[3], dropout), (2 * w[3], w[2], 0.0),
                 (2 * w[2], w[1], 0.0), (2 * w[1], w[0], 0.0)]
@@ -231,7 +206,7 @@ class Pix2PixGenerator(nn.Module):
         if depth < 2:
             raise ValueError(f"depth must be >= 2, got {depth}")
         self.in_channels, self.depth = in_channels, depth
-        w = _widths(base_width, depth)
+        w = pix2pix_widths(base_width, depth)
         self.down = nn.ModuleList()
         for i in range(depth):
             cin = in_channels if i == 0 else w[i - 1]

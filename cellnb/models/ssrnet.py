@@ -47,6 +47,7 @@ import torch
 from torch import nn
 
 from cellnb.models import outputs
+from cellnb.models.blocks import PIX2PIX_ENCODER_LEVELS, pix2pix_encoder, pix2pix_widths
 from cellnb.models.registry import register_model
 from cellnb.models.unet import check_input
 
@@ -167,19 +168,6 @@ class SSRUpsampling(nn.Module):
         return w.reshape(c * s * s, c, 1, 1)
 
 
-class UNetDown(nn.Sequential):
-    """pix2pix ``UNetDown``: 4×4 stride-2 conv (no bias) → [InstanceNorm] → LeakyReLU(0.2) → [Dropout]."""
-
-    def __init__(self, cin: int, cout: int, normalize: bool = True, dropout: float = 0.0) -> None:
-        layers: list[nn.Module] = [nn.Conv2d(cin, cout, 4, stride=2, padding=1, bias=False)]
-        if normalize:
-            layers.append(nn.InstanceNorm2d(cout))
-        layers.append(nn.LeakyReLU(0.2))
-        if dropout:
-            layers.append(nn.Dropout(dropout))
-        super().__init__(*layers)
-
-
 class UNetCat(nn.Module):
     """``UNetcat``: main 1×1 conv → IN → LeakyReLU, skip 1×1 conv → LeakyReLU, concatenated."""
 
@@ -244,15 +232,8 @@ class SSRNet(nn.Module):
             raise ValueError(f"base_width must be positive, got {base_width}")
         self.variant, self.decoder_kind, self.in_channels = variant, decoder, in_channels
         w = base_width
-        widths = [w, 2 * w, 4 * w, 8 * w, 8 * w, 8 * w]  # 64,128,256,512,512,512 at w=64
-        self.down = nn.ModuleList([
-            UNetDown(in_channels, widths[0], normalize=False),
-            UNetDown(widths[0], widths[1]),
-            UNetDown(widths[1], widths[2]),
-            UNetDown(widths[2], widths[3]),
-            UNetDown(widths[3], widths[4], dropout=dropout),
-            UNetDown(widths[4], widths[5], normalize=False, dropout=dropout),
-        ])
+        widths = pix2pix_widths(w, PIX2PIX_ENCODER_LEVELS)  # 64,128,256,512,512,512 at w=64
+        self.down = pix2pix_encoder(in_channels, w, dropout)
         mid = 4 * w  # 256 at w=64
         steps: Sequence[int] = (32,) if variant == "paper" else (2, 2, 2, 2, 2)
         self.up = self._decoder(decoder, widths[5], mid, steps, lateral_context)
