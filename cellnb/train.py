@@ -58,6 +58,16 @@ def _progress_mode(progress: bool) -> str:
     return "bar"
 
 
+def _epoch_bar(mode: str, loader, epoch: int, epochs: int):
+    """The tqdm bar of one epoch when ``mode == "bar"``, else None."""
+    if mode != "bar":
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=len(loader) if hasattr(loader, "__len__") else None,
+                desc=f"epoch {epoch}/{epochs}", leave=False, file=sys.stderr)
+
+
 def _to_device(batch: Mapping[str, Any], device: torch.device) -> dict[str, Any]:
     if not isinstance(batch, Mapping):
         raise TypeError(f"batches must be dicts with an 'image' key, got {type(batch).__name__}")
@@ -349,12 +359,7 @@ def fit(
         sums: dict[str, float] = {}
         seen = 0
         current_lr = float(opt.param_groups[0]["lr"])
-        bar = None
-        if mode == "bar":
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=len(train_loader) if hasattr(train_loader, "__len__") else None,
-                       desc=f"epoch {epoch}/{epochs}", leave=False, file=sys.stderr)
+        bar = _epoch_bar(mode, train_loader, epoch, epochs)
         for step, batch in enumerate(train_loader, start=1):
             batch = _to_device(batch, device)
             opt.zero_grad(set_to_none=True)
@@ -598,12 +603,7 @@ def fit_gan(
         discriminator.train()
         sums: dict[str, float] = {}
         seen = 0
-        bar = None
-        if mode == "bar":
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=len(train_loader) if hasattr(train_loader, "__len__") else None,
-                       desc=f"epoch {epoch}/{epochs}", leave=False, file=sys.stderr)
+        bar = _epoch_bar(mode, train_loader, epoch, epochs)
         for step, batch in enumerate(train_loader, start=1):
             batch = _to_device(batch, device)
             with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
