@@ -10,9 +10,16 @@ claims while it runs, and calls :meth:`Run.save` at the end::
     run.save()
 
 Schema (every key always present): ``name, profile, device, git_commit, started, seconds,
-seed, versions, data_root, settings, metrics, claims``. ``metrics`` is flat ``key -> number``;
-``claims`` is a list of ``{id, statement, paper, measured, holds, note}`` with ``holds`` one of
-true / false / null (null = not testable here).
+seed, versions, data_root, settings, metrics, claims, models``. ``metrics`` is flat ``key -> number``
+(each model's metric sits beside its floor, ``floor_<metric>``, and, for instances, its ceiling,
+``ceiling_<metric>``); ``claims`` is a list of ``{id, statement, paper, measured, holds, note, kind,
+basis, n, low, high}`` with ``holds`` one of true / false / null (null = inconclusive or not testable
+here), ``kind`` ``paper`` (stated in a paper or its released code's README) or ``check`` (a
+self-check), ``basis`` ``measured here`` / ``other data`` / ``other device``, ``n`` the number of
+paired values (None for a deterministic measurement) and ``low``/``high`` the 95 % interval.
+``models`` maps each trained model to ``{converged, beats_floor, ...}`` (:meth:`Run.model`).
+
+Comparative verdicts come from :func:`cellnb.verdicts.compare` through :meth:`Run.verdict`.
 """
 
 from __future__ import annotations
@@ -32,14 +39,16 @@ from cellnb.utils import device_name, git_commit, results_dir, select_device, ve
 
 REQUIRED_KEYS = (
     "name", "profile", "device", "git_commit", "started", "seconds", "seed",
-    "versions", "data_root", "settings", "metrics", "claims",
+    "versions", "data_root", "settings", "metrics", "claims", "models",
 )
-CLAIM_KEYS = ("id", "statement", "paper", "measured", "holds", "note")
+CLAIM_KEYS = ("id", "statement", "paper", "measured", "holds", "note", "kind", "basis", "n", "low", "high")
+KINDS = ("paper", "check")
+BASES = ("measured here", "other data", "other device")
 
 
 @dataclass
 class Claim:
-    """A paper's statement checked against a measurement."""
+    """A statement (a paper's, or a self-check) checked against a measurement."""
 
     id: str
     statement: str
@@ -47,6 +56,11 @@ class Claim:
     measured: str | float | None
     holds: bool | None
     note: str = ""
+    kind: str = "paper"
+    basis: str = "measured here"
+    n: int | None = None
+    low: float | None = None
+    high: float | None = None
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -96,6 +110,7 @@ class Run:
         self.settings = dict(settings or {})
         self.metrics: dict[str, float | int] = {}
         self.claims: list[Claim] = []
+        self.models: dict[str, dict[str, Any]] = {}
         self._glued: dict[str, Any] = {}
         self._t0 = time.perf_counter()
         self.started = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -117,17 +132,70 @@ class Run:
         measured: Any,
         holds: bool | None,
         note: str = "",
+        *,
+        kind: str = "paper",
+        basis: str = "measured here",
+        n: int | None = None,
+        low: float | None = None,
+        high: float | None = None,
     ) -> Claim:
-        """Record a paper claim with the measurement and a verdict (None = not testable here)."""
+        """Record a claim with the measurement and a verdict (None = inconclusive / not testable here).
+
+        Deterministic measurements (parameter counts, MACs) pass no ``n``; a noisy comparison goes
+        through :meth:`verdict` instead, which fills ``n`` and the interval from
+        :func:`cellnb.verdicts.compare`.
+        """
+        if kind not in KINDS:
+            raise ValueError(f"claim {id!r}: kind must be one of {KINDS}, got {kind!r}")
+        if basis not in BASES:
+            raise ValueError(f"claim {id!r}: basis must be one of {BASES}, got {basis!r}")
         if holds is not None:
             holds = bool(holds)
+        if basis == "other device" and holds is not None:
+            raise ValueError(f"claim {id!r}: a claim about a device not measured here cannot hold or fail")
         if hasattr(measured, "item"):
             measured = measured.item()
         if isinstance(measured, float):
             measured = round(measured, 6)
-        claim = Claim(id, statement, paper, measured, holds, note)
+        rnd = lambda v: None if v is None else round(float(v), 6)  # noqa: E731
+        claim = Claim(id, statement, paper, measured, holds, note, kind, basis,
+                      None if n is None else int(n), rnd(low), rnd(high))
         self.claims = [c for c in self.claims if c.id != id] + [claim]
         return claim
+
+    def verdict(self, id: str, statement: str, paper: str, verdict: Any, *, kind: str = "paper",
+                basis: str = "measured here", note: str = "") -> Claim:
+        """Record a comparative claim from a :class:`cellnb.verdicts.Verdict` (estimate, interval, n)."""
+        text = verdict.note + (f". {note}" if note else "")
+        holds = verdict.holds if basis != "other device" else None
+        return self.claim(id, statement, paper, verdict.estimate, holds, text, kind=kind, basis=basis,
+                          n=verdict.n, low=verdict.low, high=verdict.high)
+
+    def model(self, name: str, *, converged: bool, beats_floor: bool, metric: str | None = None,
+              value: float | None = None, floor: float | None = None, ceiling: float | None = None,
+              curve: Any = None, **extra: Any) -> dict[str, Any]:
+        """Record whether trained model ``name`` learned: ``converged`` (:func:`cellnb.verdicts.converged`
+        on its validation curve) and ``beats_floor`` (:func:`cellnb.verdicts.beats_floor`), with the
+        metric, its floor and ceiling, and the validation curve (list of floats, rounded)."""
+        entry: dict[str, Any] = {"converged": bool(converged), "beats_floor": bool(beats_floor)}
+        for key, val in (("metric", metric), ("value", value), ("floor", floor), ("ceiling", ceiling)):
+            if val is not None:
+                entry[key] = val if isinstance(val, str) else round(float(val), 6)
+        if curve is not None:
+            entry["val_curve"] = [round(float(v), 6) for v in curve]
+        for key, val in extra.items():
+            entry[key] = round(float(val), 6) if isinstance(val, float) else val
+        self.models[name] = entry
+        return entry
+
+    def learned(self, *names: str) -> dict[str, bool]:
+        """``{name: converged and beats_floor}`` for the named models (all when none named), the
+        ``learned`` argument of :func:`cellnb.verdicts.compare`."""
+        names = names or tuple(self.models)
+        missing = [n for n in names if n not in self.models]
+        if missing:
+            raise KeyError(f"no model status recorded for {missing}; known: {sorted(self.models)}")
+        return {n: self.models[n]["converged"] and self.models[n]["beats_floor"] for n in names}
 
     def record(self) -> dict[str, Any]:
         return {
@@ -143,6 +211,7 @@ class Run:
             "settings": {k: v for k, v in self.settings.items() if isinstance(v, (int, float, str, bool, type(None), list, tuple))},
             "metrics": dict(sorted(self.metrics.items())),
             "claims": [asdict(c) for c in self.claims],
+            "models": dict(sorted(self.models.items())),
         }
 
     def save(self, directory: str | os.PathLike | None = None) -> Path:
@@ -188,6 +257,11 @@ def validate(record: Mapping[str, Any]) -> None:
             raise ValueError(f"claim has keys {tuple(claim)}, expected {CLAIM_KEYS}")
         if claim["holds"] not in (True, False, None):
             raise ValueError(f"claim {claim['id']!r}: holds must be true/false/null")
+        if claim["kind"] not in KINDS or claim["basis"] not in BASES:
+            raise ValueError(f"claim {claim['id']!r}: kind {claim['kind']!r} / basis {claim['basis']!r} not in {KINDS} / {BASES}")
+    for name, entry in record["models"].items():
+        if not isinstance(entry.get("converged"), bool) or not isinstance(entry.get("beats_floor"), bool):
+            raise ValueError(f"model {name!r}: converged and beats_floor must be true/false")
 
 
 def load(path: str | os.PathLike) -> dict[str, Any]:

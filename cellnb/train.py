@@ -109,18 +109,25 @@ def _make_optimizer(optimizer: Any, params: Iterable[nn.Parameter], lr: float, b
     raise ValueError(f"unknown optimizer {optimizer!r}; choose from ['adam', 'adamw', 'sgd', 'rmsprop'] or pass one")
 
 
-def _make_scheduler(scheduler: Any, optimizer, epochs: int):
+PER_STEP_SCHEDULERS = ("onecycle",)
+
+
+def _make_scheduler(scheduler: Any, optimizer, epochs: int, steps_per_epoch: int = 1, lr: float = 1e-3):
     """None, ``"cosine"`` (CosineAnnealingLR over ``epochs``), ``"plateau"`` (ReduceLROnPlateau on
-    the validation loss, else the training loss), or ``callable(optimizer) -> scheduler``.
-    Schedulers step once per epoch."""
+    the validation loss, else the training loss), ``"onecycle"`` (OneCycleLR to ``lr`` over
+    ``epochs * steps_per_epoch`` optimiser steps, stepped after every batch; Smith & Topin 2019), or
+    ``callable(optimizer) -> scheduler`` (stepped once per epoch)."""
     if scheduler is None:
         return None
     if isinstance(scheduler, str):
+        if scheduler == "onecycle":
+            return torch.optim.lr_scheduler.OneCycleLR(
+                optimizer, max_lr=lr, total_steps=max(epochs * steps_per_epoch, 1), pct_start=0.15)
         if scheduler == "cosine":
             return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(epochs, 1))
         if scheduler == "plateau":
             return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, patience=2, factor=0.5)
-        raise ValueError(f"unknown scheduler {scheduler!r}; choose 'cosine', 'plateau' or pass callable(optimizer)")
+        raise ValueError(f"unknown scheduler {scheduler!r}; choose 'onecycle', 'cosine', 'plateau' or pass callable(optimizer)")
     if callable(scheduler):
         return scheduler(optimizer)
     raise TypeError(f"scheduler must be None, a name or callable(optimizer), got {type(scheduler).__name__}")
@@ -305,8 +312,8 @@ def fit(
     ``seconds`` (wall time of the epoch, validation included).
 
     ``optimizer`` is ``"adam"``, ``"adamw"``, ``"sgd"``, ``"rmsprop"``, an optimizer or
-    ``callable(params)``; ``scheduler`` is None, ``"cosine"``, ``"plateau"`` or
-    ``callable(optimizer)``, stepped once per epoch. ``early_stopping =
+    ``callable(params)``; ``scheduler`` is None, ``"onecycle"`` (stepped per batch), ``"cosine"``,
+    ``"plateau"`` or ``callable(optimizer)``, stepped once per epoch. ``early_stopping =
     dict(monitor="val_loss", patience=3, mode="min", min_delta=0.0, restore_best=True)`` stops
     after ``patience`` epochs without improvement and loads the best weights back.
     ``time_budget_s`` stops after the epoch during which the wall-clock budget ran out.
@@ -321,7 +328,8 @@ def fit(
     device = select_device(device) if not isinstance(device, torch.device) else device
     model.to(device)
     opt = _make_optimizer(optimizer, model.parameters(), lr, betas, weight_decay, momentum)
-    sched = _make_scheduler(scheduler, opt, epochs)
+    per_step = isinstance(scheduler, str) and scheduler in PER_STEP_SCHEDULERS
+    sched = _make_scheduler(scheduler, opt, epochs, len(train_loader) if per_step else 1, lr)
     use_amp = bool(amp) and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     stopper = _EarlyStopping(**early_stopping) if early_stopping else None
@@ -374,6 +382,8 @@ def fit(
                 nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
             scaler.step(opt)
             scaler.update()
+            if per_step:
+                sched.step()
             n = _batch_size(batch)
             seen += n
             sums["train_loss"] = sums.get("train_loss", 0.0) + float(total.detach()) * n
@@ -399,7 +409,7 @@ def fit(
                 model.train(was_training)
                 row.update({(k if k.startswith("val_") else f"val_{k}"): float(v) for k, v in metrics.items()})
         row["lr"] = current_lr
-        if sched is not None:
+        if sched is not None and not per_step:
             if isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
                 sched.step(row.get("val_loss", row["train_loss"]))
             else:
