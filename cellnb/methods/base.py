@@ -1,0 +1,207 @@
+"""The method layer's contract: one :class:`Method` per paper, one :class:`Prediction` per image.
+
+A method is everything that defines a paper's recipe, in one place (the spirit of stardist's
+``StarDist2D.predict_instances`` and MONAI bundles):
+
+* ``tasks``: what it answers, a subset of :data:`TASKS` (``count``, ``mask``, ``instances``, ``sr``);
+* ``sizes``: named model sizes, ``"paper"`` (the published network) and the slim ones the profiles use;
+* :meth:`Method.build`: the network at a size;
+* ``losses`` and :meth:`Method.loss`: the paper-faithful training loss first, then named fixed and
+  ablation variants; the returned function follows :func:`cellnb.train.fit`'s contract
+  ``loss_fn(outputs, batch) -> (total, parts)``;
+* :meth:`Method.targets`: the training targets it needs from an annotated sample
+  ``{"image", "labels" | "points" | "mask"}``;
+* :meth:`Method.normalize`: its input normalisation;
+* :meth:`Method.postprocess`: network outputs of one image -> :class:`Prediction`;
+* :meth:`Method.predict`: image of any size -> :class:`Prediction` (padding to the network's size
+  multiple, or tiling with overlap for large images, is the method's job, not the caller's).
+
+Register a method with :func:`register_method`; :func:`get_method` and :func:`list_methods` find them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar, Mapping
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["TASKS", "Prediction", "Method", "register_method", "get_method", "list_methods",
+           "pad_to_multiple", "predict_tiled"]
+
+TASKS: tuple[str, ...] = ("count", "mask", "instances", "sr")
+
+_REGISTRY: dict[str, "Method"] = {}
+
+
+@dataclass
+class Prediction:
+    """What a method says about one image; fields it does not predict stay None.
+
+    ``count`` (float), ``foreground`` ((H, W) float32 probability), ``labels`` ((H, W) int32
+    instances, 0 = background), ``sr_image`` ((C, sH, sW) float32 in [0, 1]), ``maps`` (any other
+    per-pixel output by name: density, marker, boundary probabilities).
+    """
+
+    count: float | None = None
+    foreground: np.ndarray | None = None
+    labels: np.ndarray | None = None
+    sr_image: np.ndarray | None = None
+    maps: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int, mode: str = "reflect") -> tuple[torch.Tensor, tuple[int, int]]:
+    """Pad (N, C, H, W) on the bottom/right to multiples of ``multiple``; returns the original (H, W)."""
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % multiple, (-w) % multiple
+    if ph or pw:
+        pad_mode = mode if (ph < h and pw < w) else "replicate"
+        x = F.pad(x, (0, pw, 0, ph), mode=pad_mode)
+    return x, (h, w)
+
+
+def _crop_outputs(out: Mapping[str, torch.Tensor], hw: tuple[int, int], scale: int = 1) -> dict[str, torch.Tensor]:
+    h, w = hw
+    cropped = {}
+    for key, value in out.items():
+        if value.ndim == 4:
+            s = scale if key == "sr_image" else 1
+            cropped[key] = value[..., : h * s, : w * s]
+        else:
+            cropped[key] = value
+    return cropped
+
+
+def predict_tiled(model: nn.Module, x: torch.Tensor, multiple: int, tile: int = 512, overlap: int = 64) -> dict[str, torch.Tensor]:
+    """Run ``model`` on (1, C, H, W) in overlapping tiles and blend per-pixel outputs (linear ramps).
+
+    Per-pixel outputs (4-D) are blended; a global ``count`` is replaced by the sum of the blended
+    density when the model has one (counts of tiles would double-count the overlaps), else by the
+    area-weighted sum of tile counts.
+    """
+    _, _, h, w = x.shape
+    if h <= tile and w <= tile:
+        xp, hw = pad_to_multiple(x, multiple)
+        return _crop_outputs(model(xp), hw)
+    step = tile - overlap
+    acc: dict[str, torch.Tensor] = {}
+    weight = torch.zeros(1, 1, h, w, device=x.device)
+    count_sum = 0.0
+    ramp = torch.ones(tile)
+    if overlap:
+        ramp[:overlap] = torch.linspace(0.05, 1, overlap)
+        ramp[-overlap:] = torch.linspace(1, 0.05, overlap)
+    for top in list(range(0, max(h - tile, 0) + 1, step)) + ([h - tile] if (h - tile) % step else []):
+        for left in list(range(0, max(w - tile, 0) + 1, step)) + ([w - tile] if (w - tile) % step else []):
+            top_, left_ = max(top, 0), max(left, 0)
+            patch = x[..., top_:top_ + tile, left_:left_ + tile]
+            pp, hw = pad_to_multiple(patch, multiple)
+            out = _crop_outputs(model(pp), hw)
+            ph, pw = hw
+            wt = (ramp[:ph, None] * ramp[None, :pw]).to(x.device)[None, None]
+            for key, value in out.items():
+                if value.ndim == 4:
+                    if key not in acc:
+                        acc[key] = torch.zeros(1, value.shape[1], h, w, device=x.device)
+                    acc[key][..., top_:top_ + ph, left_:left_ + pw] += value * wt
+                elif key == "count":
+                    count_sum += float(value.sum()) * (ph * pw) / float(tile * tile)
+            weight[..., top_:top_ + ph, left_:left_ + pw] += wt
+    result = {key: value / weight.clamp_min(1e-8) for key, value in acc.items()}
+    if "density" in result:
+        result["count"] = result["density"].sum(dim=(1, 2, 3))
+    elif count_sum:
+        result["count"] = torch.tensor([count_sum])
+    return result
+
+
+class Method:
+    """Base class of a paper's recipe; subclasses set the class attributes and override the hooks."""
+
+    name: ClassVar[str] = ""
+    paper: ClassVar[str] = ""
+    tasks: ClassVar[tuple[str, ...]] = ()
+    sizes: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
+    losses: ClassVar[tuple[str, ...]] = ()
+    trainable: ClassVar[bool] = True
+    multiple: ClassVar[int] = 1
+    sr_scale: ClassVar[int] = 1
+
+    # ----------------------------------------------------------------- hooks
+    def build(self, size: str = "slim", in_channels: int = 1, task: str | None = None, **overrides: Any) -> nn.Module:
+        raise NotImplementedError(f"method {self.name!r} has no network")
+
+    def loss(self, variant: str | None = None, task: str | None = None, **kwargs: Any) -> Callable:
+        raise NotImplementedError(f"method {self.name!r} has no training loss")
+
+    def targets(self, sample: Mapping[str, np.ndarray], task: str | None = None) -> dict[str, np.ndarray]:
+        """Training targets from an annotated sample (default: none beyond the image)."""
+        return {}
+
+    def normalize(self, image: np.ndarray) -> np.ndarray:
+        """(H, W) or (H, W, C) image -> float32 (C, H, W) network input. Default: min-max to [0, 1]."""
+        image = np.asarray(image, dtype=np.float32)
+        if image.ndim == 2:
+            image = image[None]
+        elif image.ndim == 3 and image.shape[-1] in (1, 3, 4) and image.shape[0] not in (1, 3, 4):
+            image = np.moveaxis(image, -1, 0)
+        lo, hi = float(image.min()), float(image.max())
+        return (image - lo) / (hi - lo) if hi > lo else np.zeros_like(image)
+
+    def postprocess(self, outputs: Mapping[str, torch.Tensor], task: str | None = None, **kwargs: Any) -> Prediction:
+        raise NotImplementedError(f"method {self.name!r} has no post-processing")
+
+    # ----------------------------------------------------------------- shared
+    def check_task(self, task: str | None) -> str | None:
+        if task is not None and task not in self.tasks:
+            raise ValueError(f"method {self.name!r} does not do task {task!r}; it does {list(self.tasks)}")
+        return task
+
+    def check_size(self, size: str) -> Mapping[str, Any]:
+        if size not in self.sizes:
+            raise ValueError(f"method {self.name!r} has no size {size!r}; choose from {sorted(self.sizes)}")
+        return self.sizes[size]
+
+    @torch.no_grad()
+    def predict(self, model: nn.Module | None, image: np.ndarray, task: str | None = None, *, device: str | torch.device = "cpu",
+                tile: int = 512, overlap: int = 64, **post: Any) -> Prediction:
+        """Predict one image of any size: normalise, pad (or tile), run, crop, post-process."""
+        self.check_task(task)
+        x = torch.from_numpy(self.normalize(image))[None].to(device)
+        model.eval()
+        out = predict_tiled(model, x, self.multiple, tile=tile, overlap=overlap)
+        return self.postprocess({k: v[0] for k, v in out.items()}, task=task, **post)
+
+    def __repr__(self) -> str:
+        return f"<method {self.name}: tasks {list(self.tasks)}, sizes {list(self.sizes)}>"
+
+
+def register_method(cls: type[Method]) -> type[Method]:
+    """Class decorator: instantiate and register a :class:`Method` subclass under ``cls.name``."""
+    if not cls.name:
+        raise ValueError(f"{cls.__name__} needs a name")
+    if cls.name in _REGISTRY:
+        raise ValueError(f"method {cls.name!r} is registered twice")
+    unknown = set(cls.tasks) - set(TASKS)
+    if unknown or not cls.tasks:
+        raise ValueError(f"method {cls.name!r}: tasks {sorted(unknown) or '[]'} not in {TASKS}")
+    _REGISTRY[cls.name] = cls()
+    return cls
+
+
+def get_method(name: str) -> Method:
+    """The registered method ``name``; a clear error lists the choices."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise ValueError(f"unknown method {name!r}; choose from {sorted(_REGISTRY)}") from None
+
+
+def list_methods(task: str | None = None) -> list[str]:
+    """Names of the registered methods, those doing ``task`` when given (unknown task -> error)."""
+    if task is not None and task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; choose from {list(TASKS)}")
+    return sorted(n for n, m in _REGISTRY.items() if task is None or task in m.tasks)
