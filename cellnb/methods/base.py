@@ -154,6 +154,20 @@ class Method:
     def postprocess(self, outputs: Mapping[str, torch.Tensor], task: str | None = None, **kwargs: Any) -> Prediction:
         raise NotImplementedError(f"method {self.name!r} has no post-processing")
 
+    def train(self, model: nn.Module, train_samples: list[Mapping[str, np.ndarray]],
+              val_samples: list[Mapping[str, np.ndarray]], task: str, *, steps: int, batch_size: int = 8,
+              crop: int | None = 96, lr: float = 1e-3, seed: int = 0, device: str | torch.device = "cpu",
+              loss: str | None = None, progress: bool = False, **kwargs: Any):
+        """Train ``model`` on annotated samples for ``task`` and return the history (a DataFrame with
+        ``train_loss`` and ``val_loss`` per evaluation). The default is
+        :func:`cellnb.methods.training.fit_samples` (random crops with flips and 90° rotations, targets
+        from :meth:`targets`, loss from :meth:`loss`, one-cycle Adam); methods that train differently
+        (a GAN, a two-stage pipeline) override it."""
+        from cellnb.methods.training import fit_samples
+
+        return fit_samples(self, model, train_samples, val_samples, task, steps=steps, batch_size=batch_size,
+                           crop=crop, lr=lr, seed=seed, device=device, loss=loss, progress=progress, **kwargs)
+
     # ----------------------------------------------------------------- shared
     def check_task(self, task: str | None) -> str | None:
         if task is not None and task not in self.tasks:
