@@ -15,6 +15,7 @@ from .loaders import (
     load_label_tiffs,
     parse_bbbc005_name,
 )
+from .real_nuclei import load_ndev_nuclei, ndev_available
 from .splits import mbm_split, vgg_splits
 from .stats import vgg_statistics
 from .synthetic import (
@@ -45,8 +46,10 @@ __all__ = [
     "load_dsb2018",
     "load_image_mask_pairs",
     "load_label_tiffs",
+    "load_ndev_nuclei",
     "lowres_pair",
     "mbm_split",
+    "ndev_available",
     "nuclei",
     "parse_bbbc005_name",
     "save_bbbc005",
