@@ -16,7 +16,8 @@ seed, versions, data_root, settings, metrics, claims, models``. ``metrics`` is f
 basis, n, low, high}`` with ``holds`` one of true / false / null (null = inconclusive or not testable
 here), ``kind`` ``paper`` (stated in a paper or its released code's README) or ``check`` (a
 self-check), ``basis`` ``measured here`` / ``other data`` / ``other device``, ``n`` the number of
-paired values (None for a deterministic measurement) and ``low``/``high`` the 95 % interval.
+paired values (None for a deterministic measurement), ``low``/``high`` the 95 % interval, ``seeds``
+the number of seeds or splits behind it and ``models`` the trained models it rests on.
 ``models`` maps each trained model to ``{converged, beats_floor, ...}`` (:meth:`Run.model`).
 
 Comparative verdicts come from :func:`cellnb.verdicts.compare` through :meth:`Run.verdict`.
@@ -29,7 +30,7 @@ import math
 import os
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping
@@ -41,7 +42,8 @@ REQUIRED_KEYS = (
     "name", "profile", "device", "git_commit", "started", "seconds", "seed",
     "versions", "data_root", "settings", "metrics", "claims", "models",
 )
-CLAIM_KEYS = ("id", "statement", "paper", "measured", "holds", "note", "kind", "basis", "n", "low", "high")
+CLAIM_KEYS = ("id", "statement", "paper", "measured", "holds", "note", "kind", "basis", "n", "low", "high",
+              "seeds", "models")
 KINDS = ("paper", "check")
 BASES = ("measured here", "other data", "other device")
 
@@ -61,6 +63,8 @@ class Claim:
     n: int | None = None
     low: float | None = None
     high: float | None = None
+    seeds: int | None = None
+    models: list[str] = field(default_factory=list)
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -138,6 +142,8 @@ class Run:
         n: int | None = None,
         low: float | None = None,
         high: float | None = None,
+        seeds: int | None = None,
+        models: Any = (),
     ) -> Claim:
         """Record a claim with the measurement and a verdict (None = inconclusive / not testable here).
 
@@ -159,7 +165,8 @@ class Run:
             measured = round(measured, 6)
         rnd = lambda v: None if v is None else round(float(v), 6)  # noqa: E731
         claim = Claim(id, statement, paper, measured, holds, note, kind, basis,
-                      None if n is None else int(n), rnd(low), rnd(high))
+                      None if n is None else int(n), rnd(low), rnd(high),
+                      None if seeds is None else int(seeds), [str(m) for m in models])
         self.claims = [c for c in self.claims if c.id != id] + [claim]
         return claim
 
@@ -169,7 +176,8 @@ class Run:
         text = verdict.note + (f". {note}" if note else "")
         holds = verdict.holds if basis != "other device" else None
         return self.claim(id, statement, paper, verdict.estimate, holds, text, kind=kind, basis=basis,
-                          n=verdict.n, low=verdict.low, high=verdict.high)
+                          n=verdict.n, low=verdict.low, high=verdict.high, seeds=verdict.n_groups,
+                          models=verdict.models)
 
     def model(self, name: str, *, converged: bool, beats_floor: bool, metric: str | None = None,
               value: float | None = None, floor: float | None = None, ceiling: float | None = None,

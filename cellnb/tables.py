@@ -3,9 +3,14 @@
 ``python -m cellnb.tables`` writes:
 
 - ``results/summary.csv``: one row per (chapter, profile, metric) with provenance columns;
-- ``results/claims.csv``: every paper claim with its measurement and verdict;
-- ``book/generated/results.md``: per-chapter metric tables for the results page;
-- ``book/generated/claims.md`` and ``claims_summary.md``: the claims table and its one-line summary;
+- ``results/claims.csv``: the claim ledger: every claim with its kind (``paper`` / ``check``), basis
+  (``measured here`` / ``other data`` / ``other device``), measurement, interval, n and verdict;
+- ``book/generated/results.md``: per chapter, the trained models beside their floors and ceilings
+  (converged? beats its floor?) and all metrics;
+- ``book/generated/claims.md`` and ``claims_summary.md``: the papers' claims and our own checks in two
+  tables, and the headline, which counts paper claims only and says why the inconclusive ones are;
+- ``book/generated/reproduction.md``: a [Re]/[¬Re] summary per paper, generated from the ledger;
+- ``book/generated/verdicts.svg``: every paper verdict at a glance;
 - ``book/generated/timings.md``: wall time of every notebook per profile and device.
 
 Only ``quick`` and ``full`` results are tabulated (``smoke`` is a pipeline check, never a result).
@@ -28,7 +33,6 @@ from cellnb.utils import REPO_ROOT
 
 BOOK_PROFILES = ("full", "quick")  # what the book shows, best first
 GENERATED_DIR = REPO_ROOT / "book" / "generated"
-VERDICT = {True: "holds", False: "does not hold", None: "not testable here"}
 
 
 def fmt(value: Any) -> str:
@@ -84,6 +88,18 @@ def provenance_line(record: dict[str, Any]) -> str:
     )
 
 
+def models_markdown(record: dict[str, Any]) -> str:
+    """Did each trained model learn? Metric, floor, ceiling, converged, beats floor."""
+    models = record.get("models") or {}
+    if not models:
+        return ""
+    rows = []
+    for name, m in models.items():
+        rows.append([name, m.get("metric", ""), m.get("value"), m.get("floor"), m.get("ceiling"),
+                     "yes" if m["converged"] else "**no**", "yes" if m["beats_floor"] else "**no**"])
+    return markdown_table(["model", "metric", "value", "floor", "ceiling", "converged", "beats floor"], rows)
+
+
 def results_markdown(records: list[dict[str, Any]]) -> str:
     chosen = book_records(records)
     if not chosen:
@@ -92,35 +108,171 @@ def results_markdown(records: list[dict[str, Any]]) -> str:
     for record in chosen:
         parts.append(f"### `{record['name']}` ({record['profile']} profile)\n")
         parts.append(provenance_line(record) + "\n")
+        learned = models_markdown(record)
+        if learned:
+            parts.append("Trained models, each next to its floor (and ceiling where instances are scored):\n")
+            parts.append(learned)
+        parts.append(f":::{{dropdown}} All {len(record['metrics'])} metrics of `{record['name']}`\n")
         parts.append(markdown_table(["metric", "value"], sorted(record["metrics"].items())))
+        parts.append(":::\n")
     return "\n".join(parts)
 
 
-def claims_rows(records: list[dict[str, Any]]) -> list[list[Any]]:
+def verdict_label(claim: dict[str, Any]) -> str:
+    """``holds`` / ``does not hold`` / ``inconclusive`` / ``not testable here`` (other device or data)."""
+    if claim["holds"] is True:
+        return "holds" if claim.get("kind", "paper") == "paper" else "passes"
+    if claim["holds"] is False:
+        return "does not hold" if claim.get("kind", "paper") == "paper" else "fails"
+    if claim.get("basis") in ("other device", "other data"):
+        return "not testable here"
+    return "inconclusive"
+
+
+REASONS = (  # (substring of the note, reason shown in the headline)
+    ("not learned", "a model did not learn"),
+    ("seed(s)/split(s)", "too few seeds"),
+    ("capped", "metric capped by its post-processing"),
+    ("overlaps", "interval overlaps the claimed threshold"),
+)
+
+
+def inconclusive_reason(claim: dict[str, Any]) -> str:
+    if claim.get("basis") in ("other device", "other data"):
+        return f"measured on {claim['basis']}"
+    note = str(claim.get("note", ""))
+    for key, reason in REASONS:
+        if key in note:
+            return reason
+    return "no decisive measurement"
+
+
+def claims_rows(records: list[dict[str, Any]], kind: str | None = None) -> list[list[Any]]:
     rows = []
     for record in book_records(records):
         for claim in record["claims"]:
-            rows.append([record["name"], claim["statement"], VERDICT[claim["holds"]], claim["measured"],
-                         record["profile"], claim["paper"], claim["note"]])
+            if kind is not None and claim.get("kind", "paper") != kind:
+                continue
+            interval = ("" if claim.get("low") is None else f"[{fmt(claim['low'])}, {fmt(claim['high'])}]")
+            rows.append([record["name"], claim["statement"], verdict_label(claim), claim["measured"], interval,
+                         claim.get("n") or "", claim.get("basis", ""), record["profile"], claim["paper"], claim["note"]])
     return rows
 
 
+CLAIM_HEADER = ["chapter", "claim", "verdict", "measured", "95% interval", "n", "basis", "profile", "source", "note"]
+
+
 def claims_markdown(records: list[dict[str, Any]]) -> str:
-    rows = claims_rows(records)
-    if not rows:
+    paper = claims_rows(records, "paper")
+    checks = claims_rows(records, "check")
+    if not paper and not checks:
         return "```{note}\nNo claims recorded yet.\n```\n"
-    return markdown_table(["chapter", "claim", "verdict", "measured", "profile", "paper", "note"], rows)
+    text = "### The papers' claims\n\n" + (markdown_table(CLAIM_HEADER, paper) if paper else "None recorded.\n")
+    text += ("\n### Our own checks\n\nParameter counts, generator statistics and consistency checks of the "
+             "implementation: they test cellnb, not the papers.\n\n")
+    text += markdown_table(CLAIM_HEADER, checks) if checks else "None recorded.\n"
+    return text
 
 
 def claims_summary_markdown(records: list[dict[str, Any]]) -> str:
-    rows = claims_rows(records)
-    verdicts = [r[2] for r in rows]
-    chapters = sorted({r[0] for r in rows})
-    return (
-        f"Of the **{len(rows)}** paper claims checked in {len(chapters)} chapter(s), "
-        f"**{verdicts.count('holds')}** hold, **{verdicts.count('does not hold')}** do not hold and "
-        f"**{verdicts.count('not testable here')}** are not testable here.\n"
+    paper = [(r["name"], c) for r in book_records(records) for c in r["claims"] if c.get("kind", "paper") == "paper"]
+    checks = [c for r in book_records(records) for c in r["claims"] if c.get("kind", "paper") == "check"]
+    labels = [verdict_label(c) for _, c in paper]
+    chapters = sorted({n for n, _ in paper})
+    reasons: dict[str, int] = {}
+    for _, c in paper:
+        if c["holds"] is None and c.get("basis") not in ("other device", "other data"):
+            reason = inconclusive_reason(c)
+            reasons[reason] = reasons.get(reason, 0) + 1
+    why = "; ".join(f"{n} because {r}" for r, n in sorted(reasons.items(), key=lambda kv: -kv[1]))
+    untestable = [c for _, c in paper if verdict_label(c) == "not testable here"]
+    devices = sum(c.get("basis") == "other device" for c in untestable)
+    text = (
+        f"Of the **{len(paper)}** claims of the papers checked in {len(chapters)} chapter(s), "
+        f"**{labels.count('holds')}** hold, **{labels.count('does not hold')}** do not hold, "
+        f"**{labels.count('inconclusive')}** are inconclusive" + (f" ({why})" if why else "") +
+        f" and **{len(untestable)}** are not testable here"
+        + (f" ({devices} concern hardware not measured here, {len(untestable) - devices} other data)" if untestable else "")
+        + "."
     )
+    if checks:
+        ok = sum(c["holds"] is True for c in checks)
+        bad = sum(c["holds"] is False for c in checks)
+        text += (f" Separately, **{len(checks)}** of our own checks (parameter counts, generator statistics): "
+                 f"{ok} pass, {bad} fail, {len(checks) - ok - bad} undecided.")
+    return text + "\n"
+
+
+CHAPTER_TITLES = {
+    "data": "Data", "ssrnet": "SSRNet", "elmgan": "ELMGAN", "lowres_bloodcell": "Low-resolution blood cells",
+    "mc_unet": "MC-Unet", "u_se_resnet": "U-SE-ResNet", "comparison": "Comparison",
+}
+
+
+def reproduction_markdown(records: list[dict[str, Any]]) -> str:
+    """Per paper, in the spirit of ReScience's [Re]/[¬Re]: what was reproduced, what was not and why,
+    which models did not learn, and what it cost. Generated from the claim ledger."""
+    parts = []
+    for record in book_records(records):
+        paper = [c for c in record["claims"] if c.get("kind", "paper") == "paper"]
+        if not paper:
+            continue
+        title = CHAPTER_TITLES.get(record["name"], record["name"])
+        parts.append(f"### {title}\n")
+        parts.append(f"Scope: {len(paper)} claim(s) of the paper checked at the `{record['profile']}` profile on "
+                     f"{record['device']} ({record['seconds'] / 60:.1f} min).\n")
+        groups = [("[Re] reproduced", [c for c in paper if c["holds"] is True]),
+                  ("[¬Re] not reproduced", [c for c in paper if c["holds"] is False]),
+                  ("inconclusive", [c for c in paper if verdict_label(c) == "inconclusive"]),
+                  ("not testable here", [c for c in paper if verdict_label(c) == "not testable here"])]
+        for head, claims in groups:
+            if not claims:
+                continue
+            items = []
+            for c in claims:
+                extra = f" — {inconclusive_reason(c)}" if c["holds"] is None else ""
+                measured = c["measured"]
+                measured = fmt(measured) if isinstance(measured, float) else measured
+                items.append(f"  - {c['statement']} (measured: {measured}{extra})")
+            parts.append(f"- **{head}** ({len(claims)}):\n" + "\n".join(items))
+        models = record.get("models") or {}
+        failed = [n for n, m in models.items() if not (m["converged"] and m["beats_floor"])]
+        if models:
+            parts.append(f"- **Training**: {len(models) - len(failed)} of {len(models)} trained models converged "
+                         f"and beat their floor" + (f"; not: {', '.join(failed)}" if failed else "") + ".")
+        parts.append("")
+    return "\n".join(parts) + "\n" if parts else "```{note}\nNo claims recorded yet.\n```\n"
+
+
+VERDICT_COLOURS = {"holds": "#2e7d32", "does not hold": "#c62828", "inconclusive": "#f9a825",
+                   "not testable here": "#9e9e9e"}
+
+
+def verdict_figure_svg(records: list[dict[str, Any]]) -> str:
+    """All paper verdicts at a glance: one row per chapter, one square per claim (SVG text, deterministic)."""
+    rows = []
+    for record in book_records(records):
+        labels = [verdict_label(c) for c in record["claims"] if c.get("kind", "paper") == "paper"]
+        if labels:
+            rows.append((CHAPTER_TITLES.get(record["name"], record["name"]), labels))
+    width = 210 + 26 * max([len(l) for _, l in rows] + [4])
+    height = 30 * len(rows) + 60
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+           f'font-family="sans-serif" font-size="13">']
+    for i, (title, labels) in enumerate(rows):
+        y = 20 + 30 * i
+        out.append(f'<text x="200" y="{y + 15}" text-anchor="end">{title}</text>')
+        for j, label in enumerate(labels):
+            out.append(f'<rect x="{210 + 26 * j}" y="{y}" width="22" height="22" rx="3" '
+                       f'fill="{VERDICT_COLOURS[label]}"><title>{label}</title></rect>')
+    y = 30 * len(rows) + 35
+    x = 10
+    for label, colour in VERDICT_COLOURS.items():
+        out.append(f'<rect x="{x}" y="{y}" width="14" height="14" fill="{colour}"/>'
+                   f'<text x="{x + 18}" y="{y + 12}">{label}</text>')
+        x += 30 + 8 * len(label)
+    out.append("</svg>")
+    return "\n".join(out) + "\n"
 
 
 def timings_markdown(records: list[dict[str, Any]], results_root: Path) -> str:
@@ -188,8 +340,10 @@ def generate(results_root: Path | None = None, generated_dir: Path | None = None
         for metric, value in sorted(r["metrics"].items()):
             summary_rows.append([r["name"], r["profile"], r["device"], r["git_commit"], r["seed"],
                                  r["seconds"], r["started"], metric, value])
-    claim_rows = [[r["name"], r["profile"], c["id"], c["statement"], c["paper"], c["measured"],
-                   "" if c["holds"] is None else c["holds"], c["note"]] for r in records for c in r["claims"]]
+    claim_rows = [[r["name"], r["profile"], c["id"], c.get("kind", ""), c.get("basis", ""), c["statement"],
+                   c["paper"], c["measured"], "" if c["holds"] is None else c["holds"], c.get("n") or "",
+                   "" if c.get("low") is None else c["low"], "" if c.get("high") is None else c["high"], c["note"]]
+                  for r in records for c in r["claims"]]
     header = "<!-- generated by `python -m cellnb.tables` from results/; do not edit -->\n\n"
     files: dict[Path, str] = {}
     readme = readme_text(results_root, REPO_ROOT / "README.md") if results_root == REPO_ROOT / "results" else None
@@ -199,10 +353,13 @@ def generate(results_root: Path | None = None, generated_dir: Path | None = None
         results_root / "summary.csv": csv_text(
             ["name", "profile", "device", "git_commit", "seed", "seconds", "started", "metric", "value"], summary_rows),
         results_root / "claims.csv": csv_text(
-            ["name", "profile", "id", "statement", "paper", "measured", "holds", "note"], claim_rows),
+            ["name", "profile", "id", "kind", "basis", "statement", "paper", "measured", "holds", "n", "low", "high",
+             "note"], claim_rows),
         generated_dir / "results.md": header + results_markdown(records),
         generated_dir / "claims.md": header + claims_markdown(records),
         generated_dir / "claims_summary.md": header + claims_summary_markdown(records),
+        generated_dir / "reproduction.md": header + reproduction_markdown(records),
+        generated_dir / "verdicts.svg": verdict_figure_svg(records),
         generated_dir / "timings.md": header + timings_markdown(records, results_root),
     }
 

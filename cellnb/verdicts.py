@@ -61,6 +61,7 @@ class Verdict:
     reason: str = ""
     note: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    models: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -197,7 +198,7 @@ def compare(a: Sequence[float], b: Sequence[float], *, better: str = "lower", gr
     if reason:
         note += f"; inconclusive: {reason}"
     return Verdict(holds, mean, low, high, int(len(a)), int(n_groups), reason, note,
-                   {"mean_a": float(a.mean()), "mean_b": float(b.mean())})
+                   {"mean_a": float(a.mean()), "mean_b": float(b.mean())}, tuple(learned or ()))
 
 
 def beats_floor(model: Sequence[float], floor: Sequence[float], *, better: str = "lower",

@@ -23,7 +23,10 @@ def test_save_writes_every_provenance_field(tmp_path):
     assert record["profile"] == "smoke" and record["device"] == "cpu" and record["seed"] == 3
     assert record["metrics"] == {"count_mae": 1.25, "dice": 0.5, "n": 4}
     assert record["claims"] == [{"id": "c1", "statement": "MACs are 1/20 of U-Net", "paper": "SSRNet abstract",
-                                 "measured": 0.07, "holds": False, "note": "ratio"}]
+                                 "measured": 0.07, "holds": False, "note": "ratio", "kind": "paper",
+                                 "basis": "measured here", "n": None, "low": None, "high": None,
+                                 "seeds": None, "models": []}]
+    assert record["models"] == {}
     assert set(record["versions"]) >= {"python", "torch", "torchvision", "numpy"}
     assert record["seconds"] >= 0 and record["git_commit"]
     assert load(path)["name"] == "demo"
@@ -97,3 +100,35 @@ def test_glue_each_key_once_and_refuse_changed_values(monkeypatch):
     run.metric("a", 0.5)
     with pytest.raises(ValueError, match="changed from 0.1235 to 0.5 after it was glued"):
         run.glue()
+
+
+def test_claim_kind_and_basis_are_checked():
+    run = Run("demo", profile="quick", device="cpu")
+    with pytest.raises(ValueError, match="kind must be one of"):
+        run.claim("a", "s", "p", 1.0, True, kind="requirement")
+    with pytest.raises(ValueError, match="basis must be one of"):
+        run.claim("a", "s", "p", 1.0, True, basis="elsewhere")
+    with pytest.raises(ValueError, match="cannot hold or fail"):
+        run.claim("speed", "2x faster on a GPU", "p", 0.5, False, basis="other device")
+    assert run.claim("speed", "2x faster on a GPU", "p", 0.5, None, basis="other device").holds is None
+
+
+def test_verdict_and_model_status_feed_the_record():
+    from cellnb.verdicts import compare
+
+    run = Run("demo", profile="quick", device="cpu")
+    run.model("ssrnet", converged=True, beats_floor=True, metric="count_mae", value=2.0, floor=10.0,
+              curve=[1.0, 0.5, 0.4])
+    run.model("unet", converged=True, beats_floor=False, metric="count_mae", value=9.9, floor=10.0)
+    assert run.learned("ssrnet", "unet") == {"ssrnet": True, "unet": False}
+    with pytest.raises(KeyError, match="no model status"):
+        run.learned("elmgan")
+    groups = [0] * 5 + [1] * 5 + [2] * 5
+    a, b = [1.0, 1.2, 0.9, 1.1, 1.0] * 3, [3.0, 3.1, 2.9, 3.2, 3.0] * 3
+    claim = run.verdict("c", "SSRNet counts better than U-Net", "abstract",
+                        compare(a, b, groups=groups, learned=run.learned("ssrnet", "unet")))
+    assert claim.holds is None and claim.seeds == 3 and claim.n == 15 and claim.models == ["ssrnet", "unet"]
+    assert "not learned" in claim.note and claim.low < claim.high < 0
+    record = run.record()
+    validate(record)
+    assert record["models"]["unet"]["beats_floor"] is False and record["models"]["ssrnet"]["val_curve"] == [1.0, 0.5, 0.4]

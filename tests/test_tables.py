@@ -14,6 +14,10 @@ def test_generate_from_hand_made_results(tmp_path):
         run = Run("ssrnet", profile=profile, device="cpu", seed=0)
         run.metric("count_mae", mae)
         run.claim("macs", "MACs 1/20 of U-Net", "abstract", 0.07, False, "ratio 0.07")
+        run.claim("params", "15.9 M parameters", "spec", 15891076, True, "counted", kind="check")
+        run.claim("gpu", "2x faster on a GPU", "abstract", 0.5, None, "CPU only", basis="other device")
+        run.claim("seeds", "counts better", "abstract", -1.0, None, "x; inconclusive: only 1 seed(s)/split(s)")
+        run.model("ssrnet", converged=True, beats_floor=False, metric="count_mae", value=mae, floor=mae)
         run.save(tmp_path)
     files = tables.generate(tmp_path, tmp_path / "gen")
     summary = files[tmp_path / "summary.csv"].splitlines()
@@ -21,10 +25,22 @@ def test_generate_from_hand_made_results(tmp_path):
     assert len(summary) == 2 and summary[1].startswith("ssrnet,quick,cpu,") and summary[1].endswith(",count_mae,2.5")
     results_md = files[tmp_path / "gen" / "results.md"]
     assert "(quick profile)" in results_md and "| count_mae | 2.5 |" in results_md and "| 9 |" not in results_md
+    assert "| ssrnet | count_mae | 2.5 | 2.5 |  | yes | **no** |" in results_md
     claims_md = files[tmp_path / "gen" / "claims.md"]
-    assert "| ssrnet | MACs 1/20 of U-Net | does not hold | 0.07 | quick | abstract | ratio 0.07 |" in claims_md
-    assert "**1** paper claims checked in 1 chapter(s), **0** hold, **1** do not hold" in files[
-        tmp_path / "gen" / "claims_summary.md"]
+    assert ("| ssrnet | MACs 1/20 of U-Net | does not hold | 0.07 |  |  | measured here | quick | abstract | ratio 0.07 |"
+            in claims_md)
+    papers, checks = claims_md.split("### Our own checks")
+    assert "15.9 M parameters" in checks and "15.9 M parameters" not in papers
+    assert "| ssrnet | 2x faster on a GPU | not testable here |" in papers
+    summary = files[tmp_path / "gen" / "claims_summary.md"]
+    assert ("Of the **3** claims of the papers checked in 1 chapter(s), **0** hold, **1** do not hold, "
+            "**1** are inconclusive (1 because too few seeds) and **1** are not testable here "
+            "(1 concern hardware not measured here, 0 other data).") in summary
+    assert "**1** of our own checks" in summary and "1 pass, 0 fail" in summary
+    reproduction = files[tmp_path / "gen" / "reproduction.md"]
+    assert "[¬Re] not reproduced** (1)" in reproduction and "not: ssrnet" in reproduction
+    svg = files[tmp_path / "gen" / "verdicts.svg"]
+    assert svg.count("<rect") == 3 + 4 and "#c62828" in svg
 
 
 def test_markdown_escapes_pipes():
