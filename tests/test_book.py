@@ -78,7 +78,8 @@ def check_page(page, url: str, html_root: Path, lands_on: str | None = None) -> 
                 dead.append(href)
     return {"broken_images": broken, "dead_links": dead,
             "images": page.evaluate("() => document.images.length"),
-            "table_rows": page.evaluate("() => document.querySelectorAll('table tbody tr').length")}
+            "table_rows": page.evaluate("() => document.querySelectorAll('table tbody tr').length"),
+            "text": page.evaluate("() => document.body.innerText")}
 
 
 def test_pages_in_headless_chromium(built_book):
@@ -102,3 +103,20 @@ def test_pages_in_headless_chromium(built_book):
         assert not found["dead_links"], f"{name}: broken internal links {found['dead_links']}"
     assert report["data"]["images"] >= 5, f"the data chapter shows too few figures: {report['data']}"
     assert report["results"]["table_rows"] > 0, "the results page has an empty results table"
+    results_text = report["results"]["text"]
+    assert report["results"]["images"] >= 1, "the results page lacks the verdict figure"
+    for heading in ("The papers' claims", "Our own checks", "Reproduction summary per paper"):
+        assert heading in results_text, f"the results page lacks {heading!r}"
+
+
+def test_no_process_words_in_the_book(built_book):
+    """Readers see claims and checks, not the project's issue numbers or requirement labels."""
+    import re
+
+    offenders = []
+    for page in built_book.rglob("*.html"):
+        text = re.sub(r"<[^>]+>", " ", page.read_text(errors="ignore"))
+        for pattern in (r"\bissue \d+", r"cellnb requirement"):
+            if re.search(pattern, text, flags=re.IGNORECASE):
+                offenders.append(f"{page.relative_to(built_book)}: {pattern}")
+    assert not offenders, offenders
