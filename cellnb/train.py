@@ -686,3 +686,11 @@ def fit_gan(
 
 
 __all__ = ["fit", "fit_gan", "predict", "evaluate_loss", "save_checkpoint", "load_checkpoint", "rng_state", "set_rng_state"]
+
+
+if __name__ == "__main__":  # python -m cellnb.train: train a method on your own images (cellnb.cli)
+    import sys
+
+    from cellnb.cli import train_main
+
+    sys.exit(train_main())
