@@ -17,7 +17,7 @@ from .loaders import (
 )
 from .real_nuclei import load_ndev_nuclei, ndev_available
 from .splits import mbm_split, vgg_splits
-from .stats import vgg_statistics
+from .stats import nuclei_statistics, vgg_statistics
 from .synthetic import (
     BBBC005_COUNTS,
     bbbc005_name,
@@ -51,6 +51,7 @@ __all__ = [
     "mbm_split",
     "ndev_available",
     "nuclei",
+    "nuclei_statistics",
     "parse_bbbc005_name",
     "save_bbbc005",
     "vgg_splits",

@@ -661,7 +661,7 @@ def _nuclei_image(rng, labels, brightness, blur=(1.0, 2.0), bg=0.08, photons=300
     return np.clip(img, 0, 1).astype(np.float32)
 
 
-def nuclei(seed: int, size: int = 256, n_nuclei: int | None = None, regime: str = "dense", radius_range=(7.0, 14.0)) -> dict:
+def nuclei(seed: int, size: int = 256, n_nuclei: int | None = None, regime: str = "dense", radius_range=None) -> dict:
     """Fluorescent nuclei with touching, disjoint instances (DATASETS.md §4c, DSB2018-like).
 
     Ellipses with a ~ U(radius_range), b/a ~ U(0.6, 1), random orientation and a small 3-fold
@@ -669,14 +669,25 @@ def nuclei(seed: int, size: int = 256, n_nuclei: int | None = None, regime: str 
     ``sparse``: clustprob 0.1, fewer nuclei); shape overlap ≤ 0.2, resolved by nearest-centre
     arbitration; objects left with < 30% of their area are dropped. Returns ``image`` (H, W)
     float32, ``labels`` (H, W) int32 (1..K), ``mask`` uint8, ``points`` (K, 2) centroids,
-    ``count`` K.
+    ``count`` K. ``radius_range`` defaults to (7, 14) px.
+
+    ``regime="hoechst"`` imitates the real Hoechst-stained nuclei of ``ndev-sampledata``
+    (:func:`cellnb.data.load_ndev_nuclei`; the statistics it was matched on are in
+    ``cellnb.data.stats.nuclei_statistics``): smaller, more elongated nuclei, sparse (few touch),
+    chromatin texture, a faint cytoplasm halo, lower noise, and a few very bright, small,
+    *unlabelled* objects (mitotic / apoptotic nuclei, which the real labels leave out). See
+    :data:`HOECHST`.
     """
-    if regime not in ("dense", "sparse"):
-        raise ValueError(f"unknown regime {regime!r}; choose from ['dense', 'sparse']")
+    if regime not in ("dense", "sparse", "hoechst"):
+        raise ValueError(f"unknown regime {regime!r}; choose from ['dense', 'sparse', 'hoechst']")
     if size < 32:
         raise ValueError(f"size must be >= 32, got {size}")
     rng = np.random.default_rng(seed)
     shape = (size, size)
+    if regime == "hoechst":
+        return _nuclei_hoechst(rng, shape, n_nuclei, radius_range)
+    if radius_range is None:
+        radius_range = (7.0, 14.0)
     scale = (size / 256) ** 2
     if n_nuclei is None:
         lo, hi = (70, 120) if regime == "dense" else (15, 35)
@@ -715,7 +726,154 @@ def nuclei(seed: int, size: int = 256, n_nuclei: int | None = None, regime: str 
     return {"image": image, "labels": labels, "mask": (labels > 0).astype(np.uint8), "points": pts, "count": k}
 
 
-def ctc_timelapse(seed: int, n_frames: int = 20, size: int = 256, n_cells: int = 12, p_div: float = 0.03, min_division_age: int = 3) -> dict:
+# --------------------------------------------------------------------------------------------
+# Hoechst nuclei: the look of the real ndev-sampledata scratch assay (cellnb.data.load_ndev_nuclei)
+# --------------------------------------------------------------------------------------------
+
+# Parameters of regime/preset "hoechst", set so that cellnb.data.stats.nuclei_statistics of the
+# generated images match those of the 10 real frames (tests/data/test_data_nuclei_match.py).
+HOECHST = dict(
+    density=6.0e-4,  # labelled nuclei per px (real: 6.0 per 10^4 px)
+    a_mean=7.2, a_std=1.3, a_clip=(4.5, 11.0),  # semi-major axis, px (real median 6.9)
+    ratio_mean=0.73, ratio_std=0.11, ratio_clip=(0.4, 0.95),  # b / a (real median 0.72)
+    n_clusters=3, clustprob=0.15, spatvar=0.12, overlap=0.05, gap=1.5, repel_gap=2.0,
+    bright_density=0.5e-4, bright_radius=(2.5, 4.5), bright_level=(0.8, 1.4),  # unlabelled bright objects
+    bg=0.049, bg_var=0.25,  # background level and its smooth relative variation
+    level=0.26, level_cv=0.24,  # nucleus level above background and its spread
+    tex_amp=0.8, dome=0.5, halo=0.02, blur=(0.6, 1.1), photons=550.0, read_noise=0.006,
+)
+
+
+def _hoechst_axes(rng, n, radius_range=None):
+    P = HOECHST
+    if radius_range is None:
+        a = np.clip(rng.normal(P["a_mean"], P["a_std"], n), *P["a_clip"])
+    else:
+        a = rng.uniform(*radius_range, n)
+    ratio = np.clip(rng.normal(P["ratio_mean"], P["ratio_std"], n), *P["ratio_clip"])
+    return a, a * ratio
+
+
+def _hoechst_layout(rng, shape, n, radius_range=None):
+    """Non-overlapping ellipses (shape overlap <= HOECHST['overlap']) in loose SIMCEP clusters."""
+    P = HOECHST
+    cand = _draw_centres(rng, n * 4 + 60, shape, P["n_clusters"], P["clustprob"], P["spatvar"])
+    a_all, b_all = _hoechst_axes(rng, len(cand), radius_range)
+    cover = np.zeros(shape, bool)
+    cs, aa, bb, tt, wob, areas = [], [], [], [], [], []
+    failures = 0
+    for c, a, b in zip(cand, a_all, b_all):
+        if len(cs) >= n or failures >= 50:
+            break
+        th = rng.uniform(0, np.pi)
+        w = (rng.uniform(0, 0.08), rng.uniform(0, 2 * np.pi))
+        one = _render_ellipses(shape, [c], [a], [b], [th], [1], [w]) > 0
+        area = one.sum()
+        # overlap test on the ellipse grown by ``gap`` px: real nuclei keep their cytoplasm apart
+        grown = _render_ellipses(shape, [c], [a + P["gap"]], [b + P["gap"]], [th], [1], [w]) > 0 if P["gap"] else one
+        if area == 0 or (grown & cover).sum() / grown.sum() > P["overlap"]:
+            failures += 1
+            continue
+        failures = 0
+        cover |= one
+        cs.append(c), aa.append(a), bb.append(b), tt.append(th), wob.append(w), areas.append(area)
+    return cs, aa, bb, tt, wob, areas
+
+
+def _hoechst_levels(rng, n):
+    P = HOECHST
+    return P["level"] * rng.lognormal(-0.5 * P["level_cv"] ** 2, P["level_cv"], n)
+
+
+def _bright_objects(rng, labels):
+    """Very bright small round objects where there is no labelled nucleus (label 0): at least one
+    per image, as the real frames' mitotic nuclei, which set their min-max range."""
+    P = HOECHST
+    shape = labels.shape
+    n = 1 + rng.poisson(P["bright_density"] * labels.size)
+    out = np.zeros(shape, np.float64)
+    free = ~ndimage.binary_dilation(labels > 0, iterations=2)
+    yy, xx = np.nonzero(free)
+    if len(yy) == 0:
+        return out
+    for _ in range(n):
+        i = rng.integers(len(yy))
+        r = rng.uniform(*P["bright_radius"])
+        r0, r1 = max(int(yy[i] - r - 1), 0), min(int(yy[i] + r + 2), shape[0])
+        c0, c1 = max(int(xx[i] - r - 1), 0), min(int(xx[i] + r + 2), shape[1])
+        d2 = (np.arange(r0, r1)[:, None] - yy[i]) ** 2 + (np.arange(c0, c1)[None, :] - xx[i]) ** 2
+        disk = (d2 < r * r) & free[r0:r1, c0:c1]
+        out[r0:r1, c0:c1][disk] = np.maximum(out[r0:r1, c0:c1][disk], rng.uniform(*P["bright_level"]))
+    return out
+
+
+def _hoechst_image(rng, labels, levels):
+    """Hoechst appearance: background with smooth variation, faint cytoplasm halo, nuclei of level
+    ``levels[label]`` × chromatin texture, bright unlabelled objects, blur, Poisson–Gaussian noise.
+    Float32 in [0, 1]."""
+    P = HOECHST
+    shape = labels.shape
+    fg = labels > 0
+    tex = _octave_noise(rng, shape, 0.8, 5, 3)
+    tex = np.clip(1 + P["tex_amp"] * (tex - tex.mean()), 0.2, None)
+    # dome profile: dimmer towards the rim (real nuclei: rim ~0.7x the centre)
+    inner = fg & (ndimage.maximum_filter(labels, size=3) == ndimage.minimum_filter(np.where(fg, labels, labels.max() + 1), size=3))
+    dt = ndimage.distance_transform_edt(inner)
+    dmax = ndimage.maximum(dt, labels, np.arange(labels.max() + 1)) if labels.max() else np.zeros(1)
+    r = np.where(fg, dt / np.maximum(np.asarray(dmax)[labels], 1.0), 0.0)
+    dome = 1 - P["dome"] * (1 - r) ** 2
+    signal = levels[labels] * tex * dome * fg + _bright_objects(rng, labels)
+    halo = P["halo"] * ndimage.gaussian_filter(ndimage.binary_dilation(fg, iterations=3).astype(np.float64), 3.0)
+    signal = ndimage.gaussian_filter(signal, rng.uniform(*P["blur"]))
+    bg = P["bg"] * (1 + P["bg_var"] * (_octave_noise(rng, shape, 0.5, 1, 3) - 0.5))
+    img = bg + halo + signal
+    photons = P["photons"]
+    img = rng.poisson(np.clip(img, 0, None) * photons) / photons + rng.normal(0, P["read_noise"], shape)
+    return np.clip(img, 0, 1).astype(np.float32)
+
+
+def _repel(cells, size, gap=None, iterations=3):
+    """Push apart nuclei whose centres are closer than the sum of their mean semi-axes plus a gap
+    (hoechst preset: real nuclei keep their cytoplasm between them, so few touch)."""
+    if len(cells) < 2:
+        return
+    gap = HOECHST["repel_gap"] if gap is None else gap
+    for _ in range(iterations):
+        c = np.array([cell["c"] for cell in cells])
+        a = np.array([0.5 * (cell["a"] + cell["b"]) for cell in cells])
+        diff = c[:, None, :] - c[None, :, :]
+        dist = np.hypot(diff[..., 0], diff[..., 1])
+        need = a[:, None] + a[None, :] + gap
+        np.fill_diagonal(dist, np.inf)
+        short = np.clip(need - dist, 0, None)
+        if not short.any():
+            return
+        unit = diff / np.maximum(dist, 1e-6)[..., None]
+        push = (0.5 * short[..., None] * unit).sum(1)
+        for cell, p in zip(cells, push):
+            cell["c"] = np.clip(cell["c"] + p, 0, size - 1e-3)
+
+
+def _nuclei_hoechst(rng, shape, n_nuclei, radius_range):
+    if n_nuclei is None:
+        mean = HOECHST["density"] * shape[0] * shape[1]
+        n_nuclei = max(1, int(rng.integers(int(0.8 * mean), int(1.2 * mean) + 2)))
+    cs, aa, bb, tt, wob, areas = _hoechst_layout(rng, shape, n_nuclei, radius_range)
+    ids = np.arange(1, len(cs) + 1)
+    labels = _render_ellipses(shape, cs, aa, bb, tt, ids, wob)
+    kept = np.bincount(labels.ravel(), minlength=len(cs) + 1)[1:]
+    keep = kept >= 0.3 * np.array(areas, dtype=float).reshape(-1)
+    remap = np.zeros(len(cs) + 1, np.int32)
+    remap[1:][keep] = np.arange(1, keep.sum() + 1)
+    labels = remap[labels]
+    k = int(keep.sum())
+    image = _hoechst_image(rng, labels, np.concatenate([[0.0], _hoechst_levels(rng, k)]))
+    pts = np.array(ndimage.center_of_mass(labels > 0, labels, np.arange(1, k + 1)), np.float32).reshape(-1, 2)
+    return {"image": image, "labels": labels, "mask": (labels > 0).astype(np.uint8), "points": pts, "count": k}
+
+
+def ctc_timelapse(seed: int, n_frames: int = 20, size: int = 256, n_cells: int | None = 12, p_div: float = 0.03, min_division_age: int = 3,
+                  preset: str = "default") -> dict:
     """2-D time-lapse with moving, dividing and leaving nuclei and tracked ground truth (§4d).
 
     Velocity is an AR(1) walk v_t = 0.7 v_{t-1} + N(0, 1) px/frame with a small orientation
@@ -725,7 +883,17 @@ def ctc_timelapse(seed: int, n_frames: int = 20, size: int = 256, n_cells: int =
     that loses all its pixels to a neighbour ends its track the frame before (so tracks never
     have gaps). Returns ``frames`` (T, H, W) uint16, ``labels`` (T, H, W) int32 (= track ids),
     ``tracks`` list of (L, B, E, P) as in CTC ``man_track.txt``.
+
+    ``preset="hoechst"`` gives the nuclei the size, shape, spacing and appearance of the real
+    Hoechst time-lapse (:data:`HOECHST`, as ``nuclei(regime="hoechst")``): the first frame is laid
+    out without overlap, ``n_cells=None`` means the real density (6 nuclei per 10⁴ px, 39 at
+    256²), each track keeps its brightness (daughters inherit it), and every frame has a few bright
+    unlabelled objects. ``preset="default"`` (n_cells 12, a ~ U(7, 12) px) is unchanged.
     """
+    if preset not in ("default", "hoechst"):
+        raise ValueError(f"unknown preset {preset!r}; choose from ['default', 'hoechst']")
+    if n_cells is None:
+        n_cells = 12 if preset == "default" else max(1, round(HOECHST["density"] * size * size))
     if n_frames < 1 or size < 32 or n_cells < 1:
         raise ValueError(f"need n_frames >= 1, size >= 32, n_cells >= 1; got {n_frames}, {size}, {n_cells}")
     if not 0 <= p_div <= 1:
@@ -745,9 +913,13 @@ def ctc_timelapse(seed: int, n_frames: int = 20, size: int = 256, n_cells: int =
                 "th": th, "age": 0, "wob": (rng.uniform(0, 0.08), rng.uniform(0, 2 * np.pi))}
 
     margin = 0.1 * size
-    for _ in range(n_cells):
-        a = rng.uniform(7, 12)
-        cells.append(new_cell(rng.uniform(margin, size - margin, 2), a, a * rng.uniform(0.6, 1.0), rng.uniform(0, np.pi), 0, 0))
+    if preset == "default":
+        for _ in range(n_cells):
+            a = rng.uniform(7, 12)
+            cells.append(new_cell(rng.uniform(margin, size - margin, 2), a, a * rng.uniform(0.6, 1.0), rng.uniform(0, np.pi), 0, 0))
+    else:
+        for c, a, b, th, _w, _area in zip(*_hoechst_layout(rng, shape, n_cells)):
+            cells.append(new_cell(c, a, b, th, 0, 0))
     frames_l = []
     for t in range(n_frames):
         if t > 0:
@@ -772,6 +944,8 @@ def ctc_timelapse(seed: int, n_frames: int = 20, size: int = 256, n_cells: int =
                     continue  # left the field: its track ends at t-1
                 nxt.append(cell)
             cells = nxt
+            if preset == "hoechst":
+                _repel(cells, size)
         while True:
             lab = _render_ellipses(shape, [c["c"] for c in cells], [c["a"] for c in cells], [c["b"] for c in cells],
                                    [c["th"] for c in cells], [c["id"] for c in cells], [c["wob"] for c in cells])
@@ -791,6 +965,15 @@ def ctc_timelapse(seed: int, n_frames: int = 20, size: int = 256, n_cells: int =
     track_list = []
     for L, B, E, P in sorted(tracks.values()):
         track_list.append((L, B, E, P if P in tracks else 0))
+    if preset == "hoechst":
+        ids = sorted(tracks)
+        drawn = dict(zip(ids, _hoechst_levels(rng, len(ids))))
+        lut = np.zeros(int(labels.max()) + 1)
+        for cid in ids:  # a daughter inherits its (kept) parent's level
+            parent = tracks[cid][3]
+            lut[cid] = lut[parent] if parent in tracks and parent < cid else drawn[cid]
+        frames = np.stack([np.round(_hoechst_image(rng, labels[t], lut) * 4000).astype(np.uint16) for t in range(n_frames)])
+        return {"frames": frames, "labels": labels, "tracks": track_list}
     frames = np.stack([
         np.round(_nuclei_image(rng, labels[t], np.concatenate([[0.0], rng.uniform(0.5, 1.0, labels[t].max())]) if labels[t].max() else np.zeros(1)) * 4000).astype(np.uint16)
         for t in range(n_frames)
