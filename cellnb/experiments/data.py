@@ -191,14 +191,41 @@ def intensity_histograms(samples: dict[str, list[np.ndarray]], bins: int = 64, h
     return edges, out
 
 
-def real_crops(real: dict, size: int = 128, frames=(0, 9)) -> list[tuple[str, np.ndarray]]:
-    """Crops of the real frames (left edge and centre), min-max normalised as a network sees them."""
+def real_crops(real: dict, size: int = 128, where=((0, 0), (4, 448), (9, 0), (9, 224))) -> list[tuple[str, np.ndarray]]:
+    """Outlined crops of the real frames at ``(frame, left column)``, vertically centred; each frame
+    is min-max normalised whole (as a network sees it), then shown as :func:`outlined` does."""
+    out = []
+    for t, c0 in where:
+        h, w = real["frames"][t].shape
+        c0 = min(c0, w - size)
+        r0 = (h - size) // 2
+        rgb = outlined(real["frames"][t], real["labels"][t])
+        out.append((f"real t={t}, x={c0}", rgb[r0:r0 + size, c0:c0 + size]))
+    return out
+
+
+def statistics_of(samples: dict[str, tuple[list[np.ndarray], list[np.ndarray]]]) -> dict[str, dict[str, float]]:
+    """:func:`cellnb.data.stats.nuclei_statistics` of already generated ``name -> (images, labels)``."""
+    from cellnb.data import stats
+
+    return {name: stats.nuclei_statistics(images, labels) for name, (images, labels) in samples.items()}
+
+
+def pooled_nucleus_values(images, labels, keys=("area", "eccentricity")) -> dict[str, np.ndarray]:
+    """Per-nucleus values pooled over images, nuclei touching the image edge left out."""
+    from cellnb.data import stats
+
+    tables = [stats.nucleus_table(im, lab) for im, lab in zip(images, labels)]
+    return {k: np.concatenate([t[k][~t["border"]] for t in tables]) if tables else np.zeros(0) for k in keys}
+
+
+def outlined(image: np.ndarray, labels: np.ndarray, color=(1.0, 0.25, 0.25)) -> np.ndarray:
+    """Min-max grey image as RGB with the label outlines drawn in ``color``."""
+    from skimage.segmentation import find_boundaries
+
     from cellnb.data.stats import minmax
 
-    out = []
-    for t in frames:
-        img = minmax(real["frames"][t])
-        h, w = img.shape
-        for c0 in (0, (w - size) // 2):
-            out.append((f"real t={t}, x={c0}", img[(h - size) // 2:(h - size) // 2 + size, c0:c0 + size]))
-    return out
+    g = np.clip(minmax(image) / 0.6, 0, 1)  # same display range for every source
+    rgb = np.repeat(g[..., None], 3, axis=2)
+    rgb[find_boundaries(labels, mode="inner")] = color
+    return rgb
