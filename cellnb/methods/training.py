@@ -10,7 +10,8 @@ Batches (what a method's loss receives)
 image, then cropped). Every array returned by :meth:`Method.targets` whose last two axes have the
 image's height and width is cropped, flipped and rotated **jointly** with the image; integer arrays
 arrive as ``int64`` tensors, floating ones as ``float32``; other targets (scalars, vectors) are
-stacked unchanged. When the sample has ``points`` (dot annotations) or ``labels`` (instances, whose
+stacked unchanged (targets named ``image`` or ``points`` are ignored: the input is
+:meth:`Method.normalize`'s, counts come from the dots). When the sample has ``points`` (dot annotations) or ``labels`` (instances, whose
 centres are used) the batch also has ``count`` ``(N,)`` float32: the number of dots / instance
 centres **inside the crop** (a ``count`` returned by ``targets`` is replaced by it, since a full
 image's count is wrong for a crop).
@@ -83,6 +84,8 @@ def prepare_sample(method, sample: Mapping[str, Any], task: str | None) -> dict[
     shape = image.shape[-2:]
     out: dict[str, np.ndarray] = {"image": image}
     for key, value in method.targets(sample, task).items():
+        if key in ("image", "points"):  # the input is normalize()'s; counts come from the dot map
+            continue
         value = np.asarray(value)
         if value.dtype == bool:
             value = value.astype(np.uint8)

@@ -7,7 +7,9 @@
   density branch; the head learns the amplified density (:class:`AmplifiedDensity`); ``density_mse_count`` adds the squared relative error of the crop's count.
 * ``mask``: one sigmoid channel, binary cross-entropy (``bce``).
 * ``instances``: the standard three classes background / interior / boundary (the U-Net baseline of
-  Schmidt et al. 2018, StarDist, after Caicedo et al. 2019), softmax cross-entropy (``three_class_ce``).
+  Schmidt et al. 2018, StarDist, after Caicedo et al. 2019), softmax cross-entropy with the boundary
+  class weighted ×3 (``three_class_weighted_ce``, the default, as Caicedo et al. weight the thin
+  boundary class; ``three_class_ce`` unweighted is the ablation).
   Instances are the connected components of the interior (probability > 0.5), grown into the
   foreground (interior + boundary > 0.5) by a watershed of the interior probability
   (:func:`instances_from_maps`; it also runs on the perfect maps of :func:`cellnb.floors.oracle_maps`
@@ -35,12 +37,15 @@ DENSITY_AMPLIFY = 100.0
 DENSITY_SIGMA = 2.0
 
 
-def instances_from_maps(maps: Mapping[str, np.ndarray], threshold: float = 0.5, min_seed: int = 3,
-                        min_size: int = 8) -> np.ndarray:
-    """Three-class post-processing: seeds = 8-connected components of ``interior > threshold`` (seeds
-    smaller than ``min_seed`` px dropped), grown by a watershed of ``-interior`` inside the foreground
-    ``mask > threshold`` (``mask`` = interior + boundary probability); objects under ``min_size`` px
-    removed. ``maps`` has the keys of :func:`cellnb.floors.oracle_maps`: ``interior`` and ``mask``."""
+def instances_from_maps(maps: Mapping[str, np.ndarray], seed_threshold: float = 0.7, threshold: float = 0.5,
+                        min_seed: int = 3, min_size: int = 8) -> np.ndarray:
+    """Three-class post-processing: seeds = 8-connected components of ``interior > seed_threshold``
+    (seeds smaller than ``min_seed`` px dropped), grown by a watershed of ``-interior`` inside the
+    foreground ``mask > threshold`` (``mask`` = interior + boundary probability); objects under
+    ``min_size`` px removed. ``maps`` has the keys of :func:`cellnb.floors.oracle_maps`: ``interior``
+    and ``mask``. The seed threshold 0.7 (not 0.5) keeps touching nuclei apart where the thin boundary
+    class is under-predicted (measured on generated nuclei of a development seed: AJI 0.63 at 0.5,
+    0.76 at 0.7, 0.72 at 0.8 after 300 steps)."""
     from skimage.measure import label as cc_label
     from skimage.segmentation import watershed
 
@@ -48,7 +53,7 @@ def instances_from_maps(maps: Mapping[str, np.ndarray], threshold: float = 0.5, 
 
     interior = np.asarray(maps["interior"], np.float32)
     fg = np.asarray(maps["mask"], np.float32) > threshold
-    seeds = cc_label(interior > threshold, connectivity=2).astype(np.int32)
+    seeds = cc_label(interior > seed_threshold, connectivity=2).astype(np.int32)
     seeds = remove_small_labels(seeds, min_seed) if seeds.max() else seeds
     if not seeds.max():
         return np.zeros(interior.shape, np.int32)
@@ -103,10 +108,10 @@ class UNetBaseline(Method):
         "small": {"base_width": 16, "depth": 3},
         "slim": {"base_width": 8, "depth": 3},
     }
-    losses = ("density_mse", "density_mse_count", "bce", "three_class_ce")
+    losses = ("density_mse", "density_mse_count", "bce", "three_class_weighted_ce", "three_class_ce")
     multiple = 16
     #: default loss per task
-    task_loss = {"count": "density_mse", "mask": "bce", "instances": "three_class_ce"}
+    task_loss = {"count": "density_mse", "mask": "bce", "instances": "three_class_weighted_ce"}
 
     def build(self, size: str = "slim", in_channels: int = 1, task: str | None = None, **overrides: Any) -> nn.Module:
         from cellnb.models.unet import UNet
@@ -119,7 +124,7 @@ class UNetBaseline(Method):
         return UNet(in_channels=in_channels, num_classes=3 if task == "instances" else 1, heads=("mask",), **cfg)
 
     def loss(self, variant: str | None = None, task: str | None = None, amplify: float = DENSITY_AMPLIFY,
-             **kwargs: Any) -> Callable:
+             boundary_weight: float = 3.0, **kwargs: Any) -> Callable:
         self.check_task(task)
         variant = variant or self.task_loss[task or "mask"]
         if variant not in self.losses:
@@ -147,8 +152,11 @@ class UNetBaseline(Method):
 
             return bce
 
+        weight = torch.tensor([1.0, 1.0, boundary_weight if variant == "three_class_weighted_ce" else 1.0])
+
         def three_class_ce(out, batch):
-            loss = F.cross_entropy(out[outputs.MASK_LOGITS], batch["three_class"].long())
+            logits = out[outputs.MASK_LOGITS]
+            loss = F.cross_entropy(logits, batch["three_class"].long(), weight=weight.to(logits.device))
             return loss, {"ce": float(loss.detach())}
 
         return three_class_ce

@@ -1,0 +1,211 @@
+"""Registry-wide tests of the method layer (in the spirit of timm's): every registered method builds
+at its slim size, trains a step with its own recipe, predicts on odd image sizes (padding or tiling
+is the method's job), and round-trips a checkpoint. New methods are included as they are registered."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from cellnb.methods import TASKS, Method, Prediction, get_method, list_methods
+from cellnb.methods.training import augment, collate, fit_samples, instance_centres, prepare_sample
+
+METHODS = list_methods()
+TRAINABLE = [n for n in METHODS if get_method(n).trainable]
+CASES = [(n, t) for n in METHODS for t in get_method(n).tasks]
+TRAIN_CASES = [(n, t) for n, t in CASES if get_method(n).trainable]
+#: methods trained by the generic loop (:func:`cellnb.methods.training.fit_samples`, the default ``Method.train``)
+GENERIC_CASES = [(n, t) for n, t in TRAIN_CASES if type(get_method(n)).train is Method.train]
+
+
+def _disks(size: int = 64, seed: int = 0, n: int = 6) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size]
+    labels = np.zeros((size, size), np.int32)
+    for k in range(1, n + 1):
+        cy, cx = rng.uniform(8, size - 8, 2)
+        labels[(yy - cy) ** 2 + (xx - cx) ** 2 <= rng.uniform(3, 6) ** 2] = k
+    return labels
+
+
+def sample(method: Method, seed: int = 0, shape: tuple[int, int] | None = None) -> dict:
+    """One annotated sample every method can read: image, labels, mask, points; RGB with a
+    high-resolution / low-resolution pair for methods that take colour or super-resolve."""
+    if shape is None:
+        shape = (128, 128) if method.sr_scale > 1 else (64, 64)
+    labels = _disks(max(shape), seed)[: shape[0], : shape[1]]
+    rng = np.random.default_rng(seed)
+    gray = (0.1 + 0.8 * (labels > 0) + 0.05 * rng.standard_normal(shape)).clip(0, 1).astype(np.float32)
+    s = {"image": gray, "labels": labels, "mask": (labels > 0).astype(np.uint8), "points": instance_centres(labels)}
+    if "sr" in method.tasks or method.sr_scale > 1:  # image = the HR image, lr = its 4x box average
+        rgb = np.stack([gray, 0.5 * gray, 1 - gray]).astype(np.float32)
+        lr = torch.nn.functional.interpolate(torch.from_numpy(rgb)[None], scale_factor=0.25, mode="area")[0].numpy()
+        s.update(hr=rgb, lr=lr, image=rgb)
+    return s
+
+
+def _model(name: str, task: str | None, seed: int = 0):
+    torch.manual_seed(seed)
+    method = get_method(name)
+    s = sample(method)
+    in_channels = int(method.normalize(s["image"]).shape[0])
+    return method, method.build("slim", in_channels=in_channels, task=task), s
+
+
+# --------------------------------------------------------------------------------- registry
+def test_registry_lists_the_baselines():
+    assert {"unet", "classical"} <= set(METHODS)
+    for task in TASKS:
+        assert set(list_methods(task)) <= set(METHODS)
+
+
+def test_unknown_method_and_task_errors_list_the_choices():
+    with pytest.raises(ValueError, match="choose from") as info:
+        get_method("no_such_method")
+    assert "unet" in str(info.value)
+    with pytest.raises(ValueError, match="choose from") as info:
+        list_methods("segmentation")
+    assert "instances" in str(info.value)
+    with pytest.raises(ValueError, match="does not do task"):
+        get_method("classical").check_task("sr")
+    with pytest.raises(ValueError, match="choose from"):
+        get_method("unet").check_size("huge")
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_method_declares_itself(name):
+    m = get_method(name)
+    assert m.name == name and m.paper and m.tasks and set(m.tasks) <= set(TASKS)
+    assert "slim" in m.sizes or not m.trainable
+    if m.trainable:
+        assert m.losses, f"{name}: a trainable method names its losses (the faithful default first)"
+
+
+# --------------------------------------------------------------------------------- build/train
+@pytest.mark.parametrize("name,task", TRAIN_CASES)
+def test_builds_at_slim_size(name, task):
+    method, model, _ = _model(name, task)
+    assert isinstance(model, torch.nn.Module)
+    assert sum(p.numel() for p in model.parameters()) > 0
+
+
+@pytest.mark.parametrize("name,task", TRAIN_CASES)
+def test_trains_with_its_own_recipe(name, task):
+    """``method.train`` (the method's own loop) runs a short budget and returns a validation curve."""
+    method, model, _ = _model(name, task)
+    train = [sample(method, i, (128, 128)) for i in range(3)]
+    val = [sample(method, 9, (128, 128))]
+    history = method.train(model, train, val, task, steps=12, batch_size=2, crop=64, seed=0, device="cpu")
+    assert "val_loss" in history and len(history) >= 1
+    assert np.isfinite(np.asarray(history["val_loss"], float)).all()
+
+
+@pytest.mark.parametrize("name,task", GENERIC_CASES)
+def test_one_step_through_its_loss_changes_the_weights(name, task):
+    """One optimiser step on a batch built from the method's own targets and loss (methods with their
+    own training loop are covered by ``test_trains_with_its_own_recipe``)."""
+    method, model, s = _model(name, task)
+    loss_fn = method.loss(None, task)
+    crop = max(64, method.multiple)
+    batch = collate([augment(prepare_sample(method, sample(method, i, (crop, crop)), task), crop, np.random.default_rng(i),
+                             method.multiple) for i in range(2)])
+    before = [p.detach().clone() for p in model.parameters()]
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    model.train()
+    total, parts = loss_fn(model(batch["image"]), batch)
+    assert torch.isfinite(total)
+    total.backward()
+    opt.step()
+    assert any(not torch.equal(a, b.detach()) for a, b in zip(before, model.parameters()))
+
+
+# --------------------------------------------------------------------------------- predict
+@pytest.mark.parametrize("name,task", CASES)
+@pytest.mark.parametrize("shape", [(67, 101), (40, 33)])
+def test_predicts_any_image_size(name, task, shape):
+    method = get_method(name)
+    model = _model(name, task)[1] if method.trainable else None
+    s = sample(method, 3, shape)
+    # a super-resolving method predicts from the low-resolution image, at sr_scale times its size
+    image = np.stack([s["image"]] * 3) if method.sr_scale > 1 and s["image"].ndim == 2 else s["image"]
+    pred = method.predict(model, image, task, device="cpu")
+    assert isinstance(pred, Prediction)
+    h, w = shape[0] * method.sr_scale, shape[1] * method.sr_scale
+    if task == "count":
+        assert pred.count is not None and np.isfinite(pred.count)
+    if task == "mask":
+        assert pred.foreground is not None and pred.foreground.shape == (h, w)
+    if task == "instances":
+        assert pred.labels is not None and pred.labels.shape == (h, w) and np.issubdtype(pred.labels.dtype, np.integer)
+    if task == "sr":
+        assert pred.sr_image is not None and pred.sr_image.shape[-2:] == (h, w)
+
+
+@pytest.mark.parametrize("name,task", TRAIN_CASES)
+def test_checkpoint_round_trip(name, task):
+    method, model, s = _model(name, task, seed=0)
+    model.eval()
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    fresh = _model(name, task, seed=1)[1]
+    fresh.load_state_dict(state)
+    fresh.eval()
+    image = sample(method, 5, (67, 101))["image"] if method.sr_scale == 1 else sample(method, 5, (67, 101))["lr"]
+    a, b = method.predict(model, image, task), method.predict(fresh, image, task)
+    for field in ("count", "foreground", "labels", "sr_image"):
+        va, vb = getattr(a, field), getattr(b, field)
+        assert (va is None) == (vb is None)
+        if va is not None:
+            np.testing.assert_allclose(np.asarray(va, float), np.asarray(vb, float), rtol=1e-5, atol=1e-6)
+
+
+# --------------------------------------------------------------------------------- fit_samples
+def test_fit_samples_crop_counts_are_the_dots_inside_the_crop():
+    method = get_method("unet")
+    s = sample(method, 0)
+    prepared = prepare_sample(method, s, "count")
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        item = augment(prepared, 32, rng, method.multiple)
+        assert item["image"].shape == (1, 32, 32)
+        # the density target moves with the crop: its sum is close to the count of centres inside
+        assert abs(float(item["density"].sum()) - float(item["count"])) < 1.0 + 1e-3
+    full = augment(prepared, None, None, method.multiple)
+    assert full["count"] == len(s["points"])
+
+
+def test_fit_samples_history_and_convergence_points():
+    method = get_method("unet")
+    train = [sample(method, i) for i in range(3)]
+    model = method.build("slim", task="mask")
+    history = fit_samples(method, model, train, [sample(method, 7)], "mask", steps=20, batch_size=2, crop=32,
+                          lr=1e-3, seed=0, device="cpu", loss=None, progress=False)
+    assert list(history["step"]) == list(range(2, 21, 2))
+    assert {"train_loss", "val_loss", "lr"} <= set(history.columns)
+    assert history.attrs["steps_per_s"] > 0 and history.attrs["bn_recalibrated"]
+    with pytest.raises(ValueError, match="validation"):
+        fit_samples(method, model, train, [], "mask", steps=2, batch_size=2, crop=32, lr=1e-3, seed=0, device="cpu",
+                    loss=None, progress=False)
+
+
+def test_fit_samples_is_deterministic():
+    method = get_method("unet")
+    train = [sample(method, i) for i in range(3)]
+    runs = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        model = method.build("slim", task="instances")
+        runs.append(fit_samples(method, model, train, [sample(method, 7)], "instances", steps=4, batch_size=2, crop=32,
+                                lr=1e-3, seed=3, device="cpu", loss=None, progress=False)["val_loss"].tolist())
+    assert runs[0] == runs[1]
+
+
+def test_unet_three_class_ceiling_separates_touching_disks():
+    from cellnb import floors
+    from cellnb.methods.unet import instances_from_maps
+
+    yy, xx = np.mgrid[:40, :60]
+    labels = np.zeros((40, 60), np.int32)
+    labels[(yy - 20) ** 2 + (xx - 20) ** 2 <= 81] = 1
+    labels[((yy - 20) ** 2 + (xx - 37) ** 2 <= 81) & (labels == 0)] = 2  # touching
+    assert floors.instance_ceiling(instances_from_maps, [labels])["aji"] > 0.95
