@@ -113,21 +113,158 @@ def test_uncertainty_weighting_values_and_attachment():
         make_loss("gan")
 
 
-def test_prepare_item_downscales_normalises_and_pads():
+def test_downscale_resizes_image_mask_and_points():
     import numpy as np
 
-    from cellnb.experiments.ssrnet import NORM_MEAN, NORM_STD, prepare_item
+    from cellnb.experiments.ssrnet import downscale
 
     image = np.full((100, 140), 0.5, np.float32)
     mask = np.zeros((100, 140), np.uint8)
     mask[:50] = 1
-    item = prepare_item(image, mask, count=7, scale=0.5, pad_multiple=64)
-    assert item["valid"] == (50, 70) and item["image"].shape == (64, 128) and item["mask"].shape == (64, 128)
-    assert item["image"][0, 0] == pytest.approx((0.5 - NORM_MEAN) / NORM_STD)
-    assert item["image"][60, 100] == 0.0 and item["mask"][:25, :70].all() and not item["mask"][26:].any()
-    assert item["count"] == 7
+    out = downscale(image, mask, np.array([[10.0, 20.0]]), 0.5)
+    assert out["image"].shape == (50, 70) and out["mask"].shape == (50, 70)
+    assert out["mask"][:24].all() and not out["mask"][26:].any()
+    assert out["points"].tolist() == [[5.0, 10.0]]
     with pytest.raises(ValueError, match="scale must be in"):
-        prepare_item(image, mask, 7, scale=1.5, pad_multiple=64)
+        downscale(image, mask, np.zeros((0, 2)), 1.5)
+
+
+def test_crop_counts_are_the_points_inside_the_crop():
+    import numpy as np
+
+    from cellnb.methods.ssrnet import crop_batch, crop_count
+
+    pts = np.array([[0.0, 0.0], [63.9, 63.9], [64.0, 10.0], [10.0, 64.0], [100.0, 100.0]], np.float32)
+    assert crop_count(pts, 0, 0, 64) == 2  # the top-left 64x64 crop holds the first two
+    assert crop_count(pts, 64, 64, 64) == 1 and crop_count(np.zeros((0, 2)), 0, 0, 8) == 0
+    # a 64x64 image with 3 points: every crop of the whole image counts 3 whatever the flips/rotation
+    sample = {"image": np.zeros((64, 64), np.float32), "mask": np.zeros((64, 64), np.uint8),
+              "points": np.array([[1, 1], [5, 60], [40, 20]], np.float32)}
+    batch = crop_batch([sample], [0, 0, 0], 64, np.random.default_rng(0))
+    assert batch["count"].tolist() == [3.0, 3.0, 3.0] and batch["image"].shape == (3, 1, 64, 64)
+    # count_scale (the released count-target ablation) scales the crop's count
+    batch = crop_batch([{**sample, "count_scale": 0.5}], [0], 64, np.random.default_rng(0))
+    assert batch["count"].tolist() == [1.5]
+
+
+def test_augmentation_moves_mask_with_image():
+    import numpy as np
+
+    from cellnb.methods.ssrnet import crop_batch
+
+    img = np.zeros((64, 64), np.float32)
+    img[:10, :20] = 1.0
+    sample = {"image": img, "mask": (img > 0).astype(np.uint8), "points": np.zeros((0, 2), np.float32)}
+    batch = crop_batch([sample] * 8, list(range(8)), 64, np.random.default_rng(1))
+    assert torch.equal(batch["image"] > 0, batch["mask"] > 0)
+    assert {int(b.sum()) for b in batch["mask"]} == {200}
+
+
+def test_paper_count_head_normalises_away_the_scale_and_fixed_head_does_not():
+    from cellnb.experiments.ssrnet import count_head_scale
+
+    table = count_head_scale((0.05, 0.3, 0.5, 0.7)).set_index("foreground fraction")
+    # hand-checked: InstanceNorm of a 0/1 map with fraction f is (x - f) / sqrt(f(1 - f)); LeakyReLU(0.2)
+    # and a uniform weight sum to 1024 * 0.8 * sqrt(f(1 - f)): 409.6 at f = 0.5, the same for 0.3 and 0.7
+    assert table.loc[0.5, "paper"] == pytest.approx(409.6, rel=1e-3)
+    f = 51 / 1024  # round(0.05 * 1024) positions are on
+    assert table.loc[0.05, "paper"] == pytest.approx(1024 * 0.8 * (f * (1 - f)) ** 0.5, rel=1e-3)
+    assert table.loc[0.3, "paper"] == pytest.approx(table.loc[0.7, "paper"], rel=1e-3)
+    # without InstanceNorm the head sums the map: 1024 * f (rounded to whole positions)
+    assert table.loc[0.05, "fixed"] == 51.0 and table.loc[0.7, "fixed"] == 717.0
+    assert table["released"].tolist() == table["fixed"].tolist()
+
+
+def test_count_heads_start_at_the_training_mean():
+    from cellnb.methods.ssrnet import init_count_at_mean
+    from cellnb.models import create_model
+
+    torch.manual_seed(0)
+    x = torch.randn(4, 1, 64, 64)
+    for model in (create_model("ssrnet", base_width=4, count_head="fixed"),
+                  create_model("unet", in_channels=1, heads=("mask", "count"), base_width=4, depth=3)):
+        init_count_at_mean(model, x, 12.5)
+        model.eval()
+        with torch.no_grad():
+            assert float(model(x)["count"].mean()) == pytest.approx(12.5, rel=1e-4)
+    with pytest.raises(ValueError, match="positive"):
+        init_count_at_mean(model, x, 0.0)
+
+
+def test_tile_count_sums_the_tiles_and_pads_with_background():
+    import numpy as np
+
+    from cellnb.methods.ssrnet import tile_count
+
+    class OnePerBrightTile(nn.Module):  # count = 1 for a tile containing a bright pixel
+        def forward(self, x):
+            return {"count": (x.amax(dim=(1, 2, 3)) > 0.5).float()}
+
+    image = np.zeros((100, 130), np.float32)  # padded to 128 x 192 -> 2 x 3 tiles of 64
+    image[5, 5] = image[70, 70] = image[99, 129] = 1.0
+    assert tile_count(OnePerBrightTile(), image, 64) == 3.0
+
+
+def test_ssrnet_method_registry_build_train_predict_on_odd_sizes():
+    import numpy as np
+
+    from cellnb.methods import get_method, list_methods
+
+    method = get_method("ssrnet")
+    assert "ssrnet" in list_methods("count") and "ssrnet" in list_methods("mask")
+    assert method.losses[0] == "om"
+    model = method.build("slim", base_width=4, count_head="fixed")
+    assert model.count_head.style == "fixed"
+    with pytest.raises(ValueError, match="no size"):
+        method.build("huge")
+    rng = np.random.default_rng(0)
+    sample = {"image": rng.random((70, 90)).astype(np.float32), "points": np.array([[10.0, 10.0], [50.0, 80.0]]),
+              "mask": (rng.random((70, 90)) > 0.7).astype(np.uint8)}
+    t = method.targets(sample)
+    assert t["image"][0, 0] == pytest.approx((sample["image"][0, 0] - 0.387) / 0.278, rel=1e-5)
+    assert int(t["count"]) == 2
+    history = method.train(model, [sample], [sample], "count", steps=8, batch_size=2, crop=64, n_evals=8)
+    assert len(history) == 8 and history["val_loss"].notna().all() and history.attrs["steps_per_s"] > 0
+    pred = method.predict(model, sample["image"], "count")
+    assert pred.foreground.shape == (70, 90) and np.isfinite(pred.count)
+    # checkpoint round trip
+    import io
+
+    buffer = io.BytesIO()
+    torch.save(model.state_dict(), buffer)
+    buffer.seek(0)
+    clone = method.build("slim", base_width=4, count_head="fixed")
+    clone.load_state_dict(torch.load(buffer))
+    again = method.predict(clone, sample["image"], "count")
+    assert again.count == pytest.approx(pred.count, rel=1e-5)
+    # targets from labels alone: mask = labels > 0, points = centroids
+    labels = np.zeros((8, 8), np.int32)
+    labels[1:3, 1:3], labels[5:7, 5:7] = 1, 2
+    t = method.targets({"image": np.zeros((8, 8), np.float32), "labels": labels})
+    assert t["points"].tolist() == [[1.5, 1.5], [5.5, 5.5]] and int(t["mask"].sum()) == 8
+
+
+def test_released_unet_matches_the_released_size():
+    from cellnb import profile
+    from cellnb.models import create_model
+
+    model = create_model("released_unet")
+    assert profile.count_params(model) == 34_527_171
+    assert round(profile.count_macs(model, (1, 3, 256, 256), device="meta") / 1e9, 1) == 65.4
+    small = create_model("released_unet", in_channels=1, out_channels=1, base_width=4)
+    assert small(torch.zeros(1, 1, 32, 48))["mask_logits"].shape == (1, 1, 32, 48)
+    with pytest.raises(ValueError):
+        small(torch.zeros(1, 1, 30, 48))
+
+
+def test_bbbc005_samples_carry_the_released_plate_column_target():
+    from cellnb.data.synthetic import BBBC005_COUNTS
+    from cellnb.experiments.ssrnet import bbbc005_samples
+
+    samples = bbbc005_samples(2, seed=0, scale=0.125, first_column=4)
+    assert [s["released_target"] for s in samples] == [5, 6]
+    assert samples[0]["name"].startswith("SIMCEP_images_A05_C") and samples[0]["stain"] == 1
+    assert samples[0]["count"] <= BBBC005_COUNTS[4] and len(samples[0]["points"]) == samples[0]["count"]
 
 
 def test_edge_contrast_is_one_for_a_sharp_map_and_lower_when_blurred():

@@ -14,5 +14,6 @@ from cellnb.models import elmgan  # noqa: F401  (registers elmgan_generator, elm
 from cellnb.models import mobilesr, tiny_unet  # noqa: F401  (register "mobilesr", "tiny_unet")
 from cellnb.models import mc_unet  # noqa: F401  (registers "mc_unet")
 from cellnb.models import u_se_resnet  # noqa: F401  (registers "u_se_resnet")
+from cellnb.models import released_unet  # noqa: F401  (registers "released_unet", the SSRNet repository's U_Net)
 
 __all__ = ["create_model", "list_models", "register_model"]

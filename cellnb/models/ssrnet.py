@@ -36,7 +36,9 @@ Deviations (see ``book/deviations/ssrnet.md``):
 - ``lateral_context=True`` is a *fixed* mode in which the recurrent row pass convolves along the row
   (kernel (1,3)) and the column pass along the column (kernel (3,1)); the released kernel shapes
   (3,1)/(1,3) on 1-pixel-thick slices only ever use their centre tap;
-- for ``variant="paper"`` the LeakyReLU map can dip slightly below zero, as in the released code.
+- for ``variant="paper"`` the LeakyReLU map can dip slightly below zero, as in the released code;
+- ``count_head="fixed"`` is a fixed mode of the paper variant's count head without the
+  InstanceNorm that removes the map's scale (:class:`CountHead`).
 """
 
 from __future__ import annotations
@@ -184,7 +186,13 @@ class CountHead(nn.Module):
     """``levelclass``: AdaptiveAvgPool 32×32 → 1×1 conv → act → ⟨·, learnable 32×32 weight⟩ → count.
 
     ``style="released"``: act = ReLU. ``style="paper"`` (``model_test.SSRNet``): InstanceNorm (no affine)
-    + LeakyReLU(0.2). The 32×32 weight starts U[0, 1) (``torch.rand``) as in the code.
+    + LeakyReLU(0.2). ``style="fixed"``: LeakyReLU(0.2) without the InstanceNorm (the fixed mode).
+    The 32×32 weight starts U[0, 1) (``torch.rand``) as in the code.
+
+    The paper style normalises the pooled map to zero mean and unit variance per image before the
+    weighted sum, so its output cannot follow the map's scale: with a uniform weight and a map that
+    is 1 on a fraction f of the pixels and 0 elsewhere, it gives 0.8·1024·sqrt(f(1−f)) (the same
+    for f and 1 − f, at most 409.6), while the fixed and released styles give 1024·f.
     """
 
     def __init__(self, channels: int, style: str, pool: int = 32) -> None:
@@ -195,8 +203,11 @@ class CountHead(nn.Module):
             self.act: nn.Module = nn.ReLU()
         elif style == "paper":
             self.act = nn.Sequential(nn.InstanceNorm2d(1), nn.LeakyReLU(0.2))
+        elif style == "fixed":
+            self.act = nn.LeakyReLU(0.2)
         else:
-            raise ValueError(f"count head style must be 'released' or 'paper', got {style!r}")
+            raise ValueError(f"count head style must be 'paper', 'released' or 'fixed', got {style!r}")
+        self.style = style
         self.weight = nn.Parameter(torch.rand(pool, pool))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
