@@ -137,36 +137,6 @@ def test_discriminator_loss_on_hand_made_tensors():
     assert lsgan_loss(torch.tensor([2.0]), real=False).item() == pytest.approx(4.0)
 
 
-def test_pad_and_downscale_keeps_the_frame_in_the_top_left_corner():
-    import numpy as np
-
-    from cellnb.experiments.elmgan import pad_and_downscale
-
-    image = np.ones((520, 696), np.float32)
-    mask = np.zeros((520, 696), np.uint8)
-    mask[:6, :6] = 1  # one 6x6 block = one full 6x6 cell of the 128² result
-    small, small_mask = pad_and_downscale(image, mask, 128)
-    assert small.shape == small_mask.shape == (128, 128)
-    # 520/6 = 86.67 rows: rows 0..85 are all image, row 86 is 4/6 image, row 87.. is padding
-    assert small[85, 0] == 1.0 and small[86, 0] == pytest.approx(4 / 6) and small[87, 0] == 0.0
-    assert small_mask.sum() == 1 and small_mask[0, 0] == 1
-    with pytest.raises(ValueError, match="must divide 768"):
-        pad_and_downscale(image, mask, 100)
-
-
-def test_count_heads_start_at_the_mean_count():
-    from cellnb.config import settings_for
-    from cellnb.experiments import elmgan as exp
-
-    cfg = settings_for(exp.SETTINGS, "smoke")
-    models = exp.build_models(cfg, mean_count=40.0)
-    lfmmg = models["elmgan_no_adv"]["generator"]
-    assert lfmmg.count_head.conv.bias.item() == pytest.approx(40.0 / cfg.count_scale)
-    unet = models["unet"]["generator"]
-    # softplus(bias) * scale = 40 with zero weights
-    assert F.softplus(unet.model.count_fc.bias).item() * cfg.count_scale == pytest.approx(40.0, rel=1e-5)
-
-
 def test_upsampling_sizes_follow_the_generator():
     from cellnb.experiments.elmgan import generator_upsampling_sizes
 
@@ -174,3 +144,184 @@ def test_upsampling_sizes_follow_the_generator():
     assert sizes[0] == ("up1", 512, 512, 4)
     assert sizes[-2] == ("up5", 256, 64, 64)
     assert sizes[-1] == ("head", 32, 1, 128)
+
+
+# --------------------------------------------------------------------------- the method layer
+import numpy as np  # noqa: E402
+
+from cellnb.methods import get_method  # noqa: E402
+from cellnb.methods.elmgan import MEAN, STD, RandomCrops, ScaledCount, init_count_head, one_cycle, tiles  # noqa: E402
+
+
+def test_method_declares_tasks_sizes_and_losses():
+    m = get_method("elmgan")
+    assert m.tasks == ("count", "mask") and m.losses[0] == "nh" and "no_gan" in m.losses
+    assert m.uses_gan("nh") and not m.uses_gan("no_gan") and m.uses_gan(None)
+    with pytest.raises(ValueError, match="choose from"):
+        m.loss("focal")
+    with torch.device("meta"):
+        assert n_params(m.build("paper", in_channels=3)) == 15_764_641  # live FMMG parameters
+
+
+def test_count_heads_start_at_the_mean_count():
+    m = get_method("elmgan")
+    lfmmg = m.build("tiny", mean_count=12.0)
+    assert lfmmg.count_head.conv.bias.item() == pytest.approx(12.0 / m.count_scale)
+    unet = ScaledCount(create_model("unet", in_channels=1, base_width=4, heads=("mask", "count")), 2.0)
+    init_count_head(unet, 12.0)
+    # softplus(bias) * 2 = 12 with the pooled features weighted by ~0 -> bias = softplus^-1(6)
+    assert F.softplus(unet.model.count_fc.bias).item() == pytest.approx(6.0, rel=1e-5)
+    with pytest.raises(ValueError, match="positive"):
+        init_count_head(lfmmg, 0.0)
+
+
+def test_normalize_uses_the_released_constants():
+    m = get_method("elmgan")
+    x = m.normalize(np.array([[MEAN, 1.0]], np.float32))
+    assert x.shape == (1, 1, 2)
+    assert x[0, 0, 0] == pytest.approx(0.0) and x[0, 0, 1] == pytest.approx((1 - 0.387) / 0.278)
+    assert m.normalize(np.array([[255]], np.uint8))[0, 0, 0] == pytest.approx((1 - MEAN) / STD)
+    assert m.pad_value() == pytest.approx(-0.387 / 0.278)
+
+
+def test_targets_put_one_dot_per_centre():
+    m = get_method("elmgan")
+    image = np.zeros((8, 8), np.float32)
+    t = m.targets({"image": image, "mask": np.eye(8), "points": np.array([[1.2, 2.6], [6.0, 6.0], [6.4, 5.6]])})
+    assert t["dots"].sum() == 3 and t["dots"][1, 3] == 1 and t["dots"][6, 6] == 2  # rounded to the nearest pixel
+    assert t["mask"].sum() == 8
+    labels = np.zeros((8, 8), np.int32)
+    labels[0:3, 0:3], labels[5:8, 4:7] = 1, 2
+    t = m.targets({"image": image, "labels": labels})  # centres = centroids (1, 1) and (6, 5)
+    assert t["dots"][1, 1] == 1 and t["dots"][6, 5] == 1 and t["dots"].sum() == 2
+
+
+def _frame(h=128, w=128):
+    dots = np.zeros((h, w), np.float32)
+    dots[10, 10] = dots[10, 100] = dots[100, 100] = dots[70, 20] = 1  # one per 64-tile except (1, 0) gets 1 too
+    dots[5, 6] = 1  # a second one in tile (0, 0)
+    return {"image": np.zeros((1, h, w), np.float32), "mask": np.zeros((h, w), np.float32), "dots": dots}
+
+
+def test_tiles_count_the_centres_inside_each_tile():
+    items = tiles([_frame()], 64)
+    assert [float(i["count"]) for i in items] == [2.0, 1.0, 1.0, 1.0]  # (0,0), (0,1), (1,0), (1,1)
+
+
+def test_random_crops_count_the_centres_inside_the_crop():
+    f = _frame()
+    crops = RandomCrops([f], 64, 50, seed=0)
+    for k in range(50):
+        item = crops[k]
+        assert item["image"].shape == (1, 64, 64) and item["mask"].shape == (1, 64, 64)
+        assert 0 <= float(item["count"]) <= 3
+    whole = RandomCrops([f], 128, 4, seed=1)  # a crop the size of the frame holds every centre
+    assert all(float(whole[k]["count"]) == 5.0 for k in range(4))
+
+
+class _OnePerTile(torch.nn.Module):
+    """Counts 1 per tile; the mask logit is the input."""
+
+    LEVELS = 6
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(()))
+
+    def forward(self, x):
+        return {"mask_logits": x + 0 * self.w, "count": torch.ones(x.shape[0])}
+
+
+def test_predict_pads_tiles_and_sums_tile_counts():
+    m = get_method("elmgan")
+    image = np.full((67, 101), 0.9, np.float32)
+    p = m.predict(_OnePerTile(), image, tile=64)
+    assert p.count == 4.0  # padded to 128 x 128: 2 x 2 tiles
+    assert p.foreground.shape == (67, 101)
+    assert p.foreground[0, 0] == pytest.approx(float(torch.sigmoid(torch.tensor((0.9 - MEAN) / STD))))
+    with pytest.raises(ValueError, match="multiple"):
+        m.predict(_OnePerTile(), image, tile=48)
+
+
+def test_one_cycle_sets_the_learning_rate_of_every_step():
+    torch.manual_seed(0)
+    net = torch.nn.Linear(2, 1)
+    lrs = []
+    with one_cycle({"g": (net, 1e-2)}, total_steps=20):
+        opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+        for _ in range(20):
+            opt.zero_grad()
+            net(torch.ones(1, 2)).sum().backward()
+            opt.step()
+            lrs.append(opt.param_groups[0]["lr"])
+    ref_opt = torch.optim.Adam(torch.nn.Linear(2, 1).parameters(), lr=1e-2)
+    ref = torch.optim.lr_scheduler.OneCycleLR(ref_opt, max_lr=1e-2, total_steps=20, pct_start=0.15)
+    ref_lrs = []
+    for _ in range(20):
+        ref_opt.step()
+        if ref.last_epoch < 19:
+            ref.step()
+        ref_lrs.append(ref_opt.param_groups[0]["lr"])
+    assert lrs == pytest.approx(ref_lrs)  # the schedule fit(..., scheduler="onecycle") uses
+    assert max(lrs) == pytest.approx(1e-2, rel=1e-3) and lrs[-1] < 1e-4
+
+
+def test_train_with_the_gan_and_without():
+    m = get_method("elmgan")
+    rng = np.random.default_rng(0)
+    samples = []
+    for i in range(3):
+        img = (0.05 + 0.02 * rng.standard_normal((64, 64))).astype(np.float32)
+        pts = rng.uniform(5, 59, (4, 2)).astype(np.float32)
+        mask = np.zeros((64, 64), np.uint8)
+        for r, c in pts.astype(int):
+            img[r - 3:r + 3, c - 3:c + 3] = 0.8
+            mask[r - 3:r + 3, c - 3:c + 3] = 1
+        samples.append({"image": img, "mask": mask, "points": pts})
+    for loss in ("nh", "no_gan"):
+        torch.manual_seed(0)
+        model = m.build("tiny")
+        hist = m.train(model, samples[:2], samples[2:], steps=8, batch_size=2, crop=64, evals=4, loss=loss)
+        assert list(hist["step"]) == [2, 4, 6, 8] and hist.attrs["steps"] == 8
+        assert np.isfinite(hist["val_loss"]).all() and hist.attrs["steps_per_s"] > 0
+        pred = m.predict(model, samples[2]["image"])
+        assert np.isfinite(pred.count) and pred.foreground.shape == (64, 64)
+
+
+# --------------------------------------------------------------------------- the chapter
+def test_downscale_frame_block_averages_and_moves_the_centres():
+    from cellnb.experiments.elmgan import downscale_frame
+
+    image = np.arange(16, dtype=np.float32).reshape(4, 4)
+    mask = np.zeros((4, 4), np.uint8)
+    mask[:2, :2] = 1
+    mask[2, 2] = 1  # 1 of 4 pixels: below the 0.5 threshold
+    out = downscale_frame({"image": image, "mask": mask, "points": np.array([[3.0, 1.0]])}, 2)
+    np.testing.assert_allclose(out["image"], [[2.5, 4.5], [10.5, 12.5]])
+    assert out["mask"].tolist() == [[1, 0], [0, 0]]
+    np.testing.assert_allclose(out["points"], [[1.0, 0.5]])
+    assert out["count"] == 1
+
+
+def test_released_dead_conv_p_and_parameter_table():
+    from cellnb.experiments.elmgan import dead_conv_p_params, parameter_table
+
+    # conv_p: C_out*4 -> C_out 1x1 with bias, in up-blocks with C_out 512, 512, 256, 128, 64
+    assert dead_conv_p_params() == sum(4 * c * c + c for c in (512, 512, 256, 128, 64)) == 2_442_688
+    table = dict(zip(*parameter_table(3).to_dict("list").values()))
+    assert table["LFMMG + released dead conv_p"] == 18_207_329  # the released FMMG's 18.21 M
+    assert table["released U-Net (SSRnet repository)"] == 34_527_171
+
+
+def test_reproduction_summary_counts_paper_claims_and_checks():
+    from cellnb.experiments.elmgan import reproduction_summary
+    from cellnb.results import Run
+
+    run = Run("elmgan", "smoke", device="cpu")
+    run.claim("a", "A holds", "p", 1.0, True, kind="paper")
+    run.claim("b", "B is fast", "p", 2.0, None, kind="paper", basis="other device")
+    run.claim("c", "C check", "p", 1.0, False, kind="check")
+    run.model("m", converged=True, beats_floor=False)
+    text = reproduction_summary(run)
+    assert "**1 hold**, 0 do not, 1 inconclusive (b: other device)" in text
+    assert "Checks: 0 of 1 hold" in text and "learned (converged and beat their floor): 0 of 1; not: m" in text

@@ -1,328 +1,285 @@
-"""ELMGAN chapter pipeline: data, the four trained models, evaluation and the efficiency benchmarks.
+"""ELMGAN chapter pipeline: data, the four trained models over seeds, per-image evaluation with floors,
+and the efficiency benchmarks.
 
-The notebook ``notebooks/elmgan.py`` only configures, calls these functions, plots and explains.
-Everything reconstructed (NH loss, CMTD, the restored final FBU) is documented in
-:mod:`cellnb.models.elmgan`, :mod:`cellnb.losses.elmgan` and ``book/deviations/elmgan.md``.
+The recipe of ELMGAN itself (LFMMG + CMTD, NH loss, targets, normalisation, crop training with its
+GAN, tiled prediction) is the method :mod:`cellnb.methods.elmgan` (``get_method("elmgan")``). This
+module keeps the chapter's story: the BBBC005-like data, the baselines, the seeds, the tables.
 
-Models trained in the same run, on the same data, with the same optimiser (Adam, β = (0.5, 0.999),
-the pix2pix/SSRnet setting) and epochs:
+Models trained on the same frames, crops, seeds and step budget (all through the method's
+:meth:`~cellnb.methods.elmgan.ELMGAN.train`, i.e. Adam β = (0.5, 0.999), one-cycle LR, random crops
+with flips and 90° rotations, count heads started at the mean crop count):
 
-- ``elmgan``: LFMMG generator + CMTD (conditional PatchGAN that also sees the count), NH loss
-  with the LSGAN term, alternating D/G steps through :func:`cellnb.train.fit_gan`;
-- ``elmgan_no_adv``: the same generator, NH loss without the adversarial term (ablation), via
-  :func:`cellnb.train.fit`;
+- ``elmgan``: LFMMG + CMTD, NH loss with its LSGAN term (loss ``"nh"``, :func:`cellnb.train.fit_gan`);
+- ``elmgan_no_gan``: the same generator, NH loss without the adversarial term (loss ``"no_gan"``);
 - ``unet``: the classic U-Net with a count head (``create_model("unet", heads=("mask", "count"))``),
-  same pixel + count loss, no GAN;
-- ``pix2pix``: the "traditional GAN": pix2pix U-Net generator (8 levels, ConvTranspose) + the
-  conditional PatchGAN on (image, mask), with the same NH weights and a count head.
+  the same supervised loss, no GAN;
+- ``pix2pix``: the "traditional GAN": pix2pix U-Net generator (ConvTranspose up-blocks) + the plain
+  conditional PatchGAN on (image, mask), the same NH loss and count head.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
 
-from cellnb.losses.elmgan import discriminator_loss, nh_loss
-from cellnb.models import create_model, outputs
+from cellnb.methods import get_method
+from cellnb.methods.elmgan import ScaledCount
+from cellnb.models import create_model
 from cellnb.profile import benchmark, count_params
 
-#: Released BBBC005 frames are 520×696; the SSRnet collate zero-pads them to 768×768.
+#: Released BBBC005 frames are 520×696.
 BBBC005_SHAPE = (520, 696)
-PADDED_SIDE = 768
 
 SETTINGS: dict[str, dict[str, Any]] = {
-    # smoke: a pipeline check (< 1 min on 2 shared cores): 64² frames, one epoch, tiny widths
+    # smoke: a pipeline check (< 1 min on 2 shared cores): ×8 frames, 1 seed, a few steps
     "smoke": dict(
-        image_size=64, n_train=2, n_test=2, epochs=1, batch_size=2,
-        gen_width=4, disc_width=4, unet_width=4, pix2pix_depth=6,
-        lr_g=1e-3, lr_d=2e-4, lambda_adv=1.0, lambda_l1=10.0, lambda_l2=0.0, lambda_count=1.0,
-        count_scale=50.0, bench_size=64, bench_repeats=1, bench_width=8, block_repeats=1,
+        downscale=8, n_train=3, n_val=1, n_test=2, n_seeds=1, size="tiny", unet_width=4, pix2pix_depth=6,
+        crop=64, batch_size=4, evals=8, steps=16, lr=2e-3, lr_d=2e-4,
+        bench_size=64, bench_repeats=1, bench_width=8, block_repeats=1,
     ),
-    # quick: CPU minutes. 768² padded frames downscaled ×6 to 128²; slim widths keeping the
-    # full-size U-Net : LFMMG parameter ratio (both at base width 8); efficiency at full width, 256².
+    # quick: CPU minutes. Frames block-averaged ×4 (130×174), random 64² crops, slim widths,
+    # step budget sized by measurement (docs in the chapter); efficiency at the released widths, 256².
     "quick": dict(
-        image_size=128, n_train=24, n_test=12, epochs=30, batch_size=4,
-        gen_width=8, disc_width=8, unet_width=8, pix2pix_depth=7,
-        lr_g=1e-3, lr_d=2e-4, lambda_adv=1.0, lambda_l1=10.0, lambda_l2=0.0, lambda_count=1.0,
-        count_scale=50.0, bench_size=256, bench_repeats=5, bench_width=64, block_repeats=10,
+        downscale=4, n_train=12, n_val=3, n_test=12, n_seeds=3, size="slim", unet_width=4, pix2pix_depth=6,
+        crop=64, batch_size=8, evals=10, steps=600, lr=2e-3, lr_d=2e-4,
+        bench_size=256, bench_repeats=3, bench_width=64, block_repeats=5,
     ),
-    # full: the released set-up (768² padded BBBC005 frames, full widths, batch 1, 30 epochs, lr 1e-4)
+    # full: the released set-up (full-size frames, released widths, 30 epochs of 960 frames, lr 1e-4)
     "full": dict(
-        image_size=768, n_train=960, n_test=240, epochs=30, batch_size=1,
-        gen_width=64, disc_width=64, unet_width=64, pix2pix_depth=8,
-        lr_g=1e-4, lr_d=1e-4, lambda_adv=1.0, lambda_l1=10.0, lambda_l2=0.0, lambda_count=1.0,
-        count_scale=50.0, bench_size=768, bench_repeats=20, bench_width=64, block_repeats=50,
+        downscale=1, n_train=760, n_val=200, n_test=240, n_seeds=5, size="paper", unet_width=64, pix2pix_depth=8,
+        crop=256, batch_size=1, evals=30, steps=28800, lr=1e-4, lr_d=1e-4,
+        bench_size=768, bench_repeats=20, bench_width=64, block_repeats=50,
     ),
 }
 
-MODEL_NAMES = ("elmgan", "elmgan_no_adv", "unet", "pix2pix")
+MODEL_NAMES = ("elmgan", "elmgan_no_gan", "unet", "pix2pix")
+LABELS = {"elmgan": "ELMGAN (LFMMG + CMTD)", "elmgan_no_gan": "LFMMG, no GAN (ablation)",
+          "unet": "U-Net + count head", "pix2pix": "pix2pix GAN + count head"}
+FLOOR_LABELS = {"count": "constant training mean (floor)", "mask": "Otsu, σ = 1 (floor)"}
+
+
+def method():
+    """The ELMGAN method (:mod:`cellnb.methods.elmgan`)."""
+    return get_method("elmgan")
 
 
 # --------------------------------------------------------------------------- data
-def pad_and_downscale(image: np.ndarray, mask: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Zero-pad (bottom/right) a 520×696 frame to 768×768 (SSRnet ``collate_fn_bc05``), then
-    block-average down to ``size``×``size`` (768 must be a multiple of ``size``).
+def downscale_frame(sample: Mapping[str, np.ndarray], factor: int) -> dict[str, Any]:
+    """Block-average a frame ×``factor`` (image: mean; mask: mean >= 0.5; centres divided by ``factor``).
 
-    The mask is block-averaged and thresholded at 0.5. Cells are not cut, so the count is unchanged.
+    Cells are not cut, so the count is unchanged; a 520×696 frame gives 130×174 at ×4.
     """
-    if image.shape != mask.shape or image.ndim != 2:
-        raise ValueError(f"image and mask must be the same 2-D shape, got {image.shape} and {mask.shape}")
-    if image.shape[0] > PADDED_SIDE or image.shape[1] > PADDED_SIDE:
-        raise ValueError(f"frames larger than {PADDED_SIDE}² are not supported, got {image.shape}")
-    if PADDED_SIDE % size:
-        raise ValueError(f"size must divide {PADDED_SIDE}, got {size}")
     from skimage.transform import downscale_local_mean
 
-    factor = PADDED_SIDE // size
-    padded = np.zeros((2, PADDED_SIDE, PADDED_SIDE), np.float32)
-    padded[0, : image.shape[0], : image.shape[1]] = image
-    padded[1, : mask.shape[0], : mask.shape[1]] = mask > 0
-    small = downscale_local_mean(padded, (1, factor, factor)).astype(np.float32)
-    return small[0], (small[1] >= 0.5).astype(np.float32)
+    if factor < 1:
+        raise ValueError(f"factor must be >= 1, got {factor}")
+    image, mask = np.asarray(sample["image"], np.float32), np.asarray(sample["mask"])
+    if image.shape != mask.shape or image.ndim != 2:
+        raise ValueError(f"image and mask must be the same 2-D shape, got {image.shape} and {mask.shape}")
+    if factor == 1:
+        small, small_mask = image, (mask > 0).astype(np.uint8)
+    else:
+        small = downscale_local_mean(image, (factor, factor)).astype(np.float32)
+        small_mask = (downscale_local_mean((mask > 0).astype(np.float32), (factor, factor)) >= 0.5).astype(np.uint8)
+    points = np.asarray(sample["points"], np.float32).reshape(-1, 2) / factor
+    points = np.clip(points, 0, np.array(small.shape, np.float32) - 1)
+    return {"image": small, "mask": small_mask, "points": points, "count": int(len(points))}
 
 
-def make_split(n: int, seed: int, size: int) -> dict[str, np.ndarray]:
-    """``n`` BBBC005-like frames (``fluorescence_cells(preset="bbbc005", stain=1)``: cell bodies,
-    counts drawn from the 24 BBBC005 levels), padded to 768² and downscaled to ``size``².
-
-    Returns ``image`` (n, H, W) float32 [0, 1], ``mask`` (n, H, W) float32 {0, 1}, ``count`` (n,).
-    """
+def make_frames(n: int, seed: int, downscale: int) -> list[dict[str, Any]]:
+    """``n`` BBBC005-like frames (``fluorescence_cells(preset="bbbc005", stain=1)``: cell bodies, counts
+    from the 24 BBBC005 levels), block-averaged ×``downscale``."""
     from cellnb.data import fluorescence_cells
 
-    images, masks, counts = [], [], []
-    for i in range(n):
-        sample = fluorescence_cells(seed + i, preset="bbbc005", stain=1)
-        image, mask = pad_and_downscale(sample["image"], sample["mask"], size)
-        images.append(image)
-        masks.append(mask)
-        counts.append(float(sample["count"]))
-    return {"image": np.stack(images), "mask": np.stack(masks), "count": np.asarray(counts, np.float32)}
+    return [downscale_frame(fluorescence_cells(seed + i, preset="bbbc005", stain=1), downscale) for i in range(n)]
 
 
-class SegCountDataset(Dataset):
-    """Items ``{"image": (1, H, W) normalised, "mask": (1, H, W), "count": ()}`` as tensors."""
-
-    def __init__(self, split: Mapping[str, np.ndarray], mean: float, std: float) -> None:
-        if std <= 0:
-            raise ValueError(f"std must be positive, got {std}")
-        self.images = torch.from_numpy((split["image"] - mean) / std).float().unsqueeze(1)
-        self.masks = torch.from_numpy(split["mask"]).float().unsqueeze(1)
-        self.counts = torch.from_numpy(split["count"]).float()
-
-    def __len__(self) -> int:
-        return len(self.counts)
-
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        return {"image": self.images[i], "mask": self.masks[i], "count": self.counts[i]}
-
-
-def make_loaders(train: Mapping[str, np.ndarray], test: Mapping[str, np.ndarray], batch_size: int, seed: int):
-    """Train/test loaders; the input is standardised with the training mean/std (the released code
-    uses BBBC005's 0.387/0.278)."""
-    mean, std = float(train["image"].mean()), float(train["image"].std())
-    gen = torch.Generator().manual_seed(seed)
-    train_loader = DataLoader(SegCountDataset(train, mean, std), batch_size=batch_size, shuffle=True, generator=gen)
-    test_loader = DataLoader(SegCountDataset(test, mean, std), batch_size=batch_size, shuffle=False)
-    return train_loader, test_loader
+def make_data(cfg: Mapping[str, Any], seed: int = 0) -> dict[str, list[dict[str, Any]]]:
+    """Training, validation (held out from the training data) and test frames, disjoint generator seeds."""
+    base = 1000 * int(seed)
+    return {"train": make_frames(cfg["n_train"], base + 1, cfg["downscale"]),
+            "val": make_frames(cfg["n_val"], base + 200_001, cfg["downscale"]),
+            "test": make_frames(cfg["n_test"], base + 500_001, cfg["downscale"])}
 
 
 # --------------------------------------------------------------------------- models
-class ScaledCount(nn.Module):
-    """Wrap a model so that its ``count`` output is multiplied by ``scale`` (the baselines' count
-    heads then start in "count / scale" units like LFMMG's, see :class:`cellnb.models.elmgan.BottleneckCountHead`)."""
-
-    def __init__(self, model: nn.Module, scale: float) -> None:
-        super().__init__()
-        self.model, self.scale = model, float(scale)
-
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        out = dict(self.model(x))
-        out[outputs.COUNT] = out[outputs.COUNT] * self.scale
-        return out
-
-
-def init_count_heads(models: Mapping[str, Mapping[str, nn.Module]], mean_count: float, scale: float) -> None:
-    """Start every count head at the training-mean count (same treatment for all models).
-
-    LFMMG / pix2pix heads are linear (bias = mean / scale); the U-Net head is softplus(linear)
-    (bias = softplus⁻¹(mean / scale)). Without this, a head initialised at 0 needs hundreds of
-    steps just to reach the typical count, far more than the CPU profiles train.
-    """
-    target = float(mean_count) / float(scale)
-    if target <= 0:
-        raise ValueError(f"mean count must be positive, got {mean_count}")
-    with torch.no_grad():
-        for pair in models.values():
-            g = pair["generator"]
-            if isinstance(g, ScaledCount):
-                g.model.count_fc.bias.fill_(float(np.log(np.expm1(target))))
-            else:
-                g.count_head.conv.bias.fill_(target)
+def build(name: str, cfg: Mapping[str, Any]) -> tuple[nn.Module, nn.Module | None, str]:
+    """``(generator, discriminator or None, loss variant)`` of compared model ``name``."""
+    m = method()
+    if name == "elmgan":
+        return m.build(cfg["size"]), m.build_discriminator(cfg["size"], with_count=True), "nh"
+    if name == "elmgan_no_gan":
+        return m.build(cfg["size"]), None, "no_gan"
+    if name == "unet":
+        unet = create_model("unet", in_channels=1, base_width=cfg["unet_width"], heads=("mask", "count"))
+        return ScaledCount(unet, m.count_scale), None, "no_gan"
+    if name == "pix2pix":
+        gen = create_model("pix2pix_generator", in_channels=1, base_width=m.sizes[cfg["size"]]["base_width"],
+                           depth=cfg["pix2pix_depth"], count_scale=m.count_scale)
+        return gen, m.build_discriminator(cfg["size"], with_count=False), "nh"
+    raise ValueError(f"unknown model {name!r}; choose from {MODEL_NAMES}")
 
 
-def build_models(cfg: Mapping[str, Any], mean_count: float | None = None) -> dict[str, dict[str, nn.Module]]:
-    """``{name: {"generator": G, "discriminator": D or None}}`` for the four compared models;
-    with ``mean_count`` the count heads start at that count (:func:`init_count_heads`)."""
-    cs = cfg["count_scale"]
-    lfmmg = lambda: create_model("elmgan_generator", in_channels=1, base_width=cfg["gen_width"], count_scale=cs)  # noqa: E731
-    models = {
-        "elmgan": {"generator": lfmmg(),
-                   "discriminator": create_model("elmgan_discriminator", in_channels=1, base_width=cfg["disc_width"],
-                                                 count_scale=cs)},
-        "elmgan_no_adv": {"generator": lfmmg(), "discriminator": None},
-        "unet": {"generator": ScaledCount(create_model("unet", in_channels=1, base_width=cfg["unet_width"],
-                                                       heads=("mask", "count")), cs),
-                 "discriminator": None},
-        "pix2pix": {"generator": create_model("pix2pix_generator", in_channels=1, base_width=cfg["gen_width"],
-                                              depth=cfg["pix2pix_depth"], count_scale=cs),
-                    "discriminator": create_model("patchgan_discriminator", in_channels=1, base_width=cfg["disc_width"])},
-    }
-    if mean_count is not None:
-        init_count_heads(models, mean_count, cs)
-    return models
-
-
-# --------------------------------------------------------------------------- losses for train.fit / fit_gan
-def _probs(out: Mapping[str, torch.Tensor]) -> torch.Tensor:
-    return torch.sigmoid(out[outputs.MASK_LOGITS])
-
-
-def make_g_loss(cfg: Mapping[str, Any], adversarial: bool) -> Callable:
-    """``g_loss(outputs, batch, d_fake)`` for :func:`cellnb.train.fit_gan` (NH loss)."""
-    weights = dict(lambda_adv=cfg["lambda_adv"] if adversarial else 0.0, lambda_l1=cfg["lambda_l1"],
-                   lambda_l2=cfg["lambda_l2"], lambda_count=cfg["lambda_count"], count_scale=cfg["count_scale"])
-
-    def g_loss(out, batch, d_fake=None):
-        return nh_loss(_probs(out), batch["mask"], out[outputs.COUNT], batch["count"], d_fake, **weights)
-
-    return g_loss
-
-
-def make_supervised_loss(cfg: Mapping[str, Any]) -> Callable:
-    """``loss_fn(outputs, batch)`` for :func:`cellnb.train.fit`: the NH loss without its adversarial term."""
-    g_loss = make_g_loss(cfg, adversarial=False)
-    return lambda out, batch: g_loss(out, batch, None)
-
-
-def d_loss(d_real: torch.Tensor, d_fake: torch.Tensor):
-    """LSGAN discriminator loss (:func:`cellnb.losses.elmgan.discriminator_loss`)."""
-    return discriminator_loss(d_real, d_fake)
-
-
-def discriminator_inputs(with_count: bool):
-    """``(real_inputs, fake_inputs)`` for fit_gan: D sees (image, mask[, count])."""
-    if with_count:
-        return (lambda b: (b["image"], b["mask"], b["count"]),
-                lambda b, o: (b["image"], _probs(o), o[outputs.COUNT]))
-    return (lambda b: (b["image"], b["mask"]), lambda b, o: (b["image"], _probs(o)))
-
-
-# --------------------------------------------------------------------------- training
 @dataclass
 class Trained:
-    """One trained model with its history, its snapshots and its training time."""
+    """One trained model (one seed) with its history and training speed."""
 
+    name: str
+    seed: int
     generator: nn.Module
     history: pd.DataFrame
     seconds: float
-    snapshots: list[tuple[int, np.ndarray]] = field(default_factory=list)
+    steps_per_s: float
 
 
-def _snapshot(model: nn.Module, image: torch.Tensor) -> np.ndarray:
-    was = model.training
-    model.eval()
-    with torch.no_grad():
-        prob = _probs(model(image[None].to(next(model.parameters()).device)))[0, 0].cpu().numpy()
-    model.train(was)
-    return prob
-
-
-def train_all(cfg: Mapping[str, Any], train_loader, snapshot_image: torch.Tensor, device: str = "auto",
-              seed: int = 0, only: tuple[str, ...] = MODEL_NAMES) -> dict[str, Trained]:
-    """Train each compared model (same seed, same data order) and keep per-epoch snapshots of its
-    segmentation on ``snapshot_image`` (1, H, W)."""
-    from cellnb import train
+def train_model(name: str, cfg: Mapping[str, Any], data: Mapping[str, list], seed: int, device: str = "cpu") -> Trained:
+    """Train ``name`` with the method's recipe (its GAN where it has one) on ``data``'s frames."""
     from cellnb.utils import seed_everything
 
     seed_everything(seed)
-    models = build_models(cfg, mean_count=float(train_loader.dataset.counts.mean()))
-    trained: dict[str, Trained] = {}
-    for name in only:
-        seed_everything(seed)
-        train_loader.generator.manual_seed(seed) if getattr(train_loader, "generator", None) else None
-        g, d = models[name]["generator"], models[name]["discriminator"]
-        snaps: list[tuple[int, np.ndarray]] = []
-        t0 = time.perf_counter()
-        if d is not None:
-            real_in, fake_in = discriminator_inputs(with_count=name == "elmgan")
-            history = train.fit_gan(
-                g, d, train_loader, make_g_loss(cfg, adversarial=True), d_loss,
-                epochs=cfg["epochs"], lr_g=cfg["lr_g"], lr_d=cfg["lr_d"], betas=(0.5, 0.999),
-                real_inputs=real_in, fake_inputs=fake_in, device=device, progress=False,
-                epoch_callback=lambda e, gen, dis: snaps.append((e, _snapshot(gen, snapshot_image))),
-            )
-        else:
-            history = train.fit(
-                g, train_loader, make_supervised_loss(cfg), epochs=cfg["epochs"], lr=cfg["lr_g"],
-                betas=(0.5, 0.999), device=device, progress=False,
-                epoch_callback=lambda e, gen: snaps.append((e, _snapshot(gen, snapshot_image))),
-            )
-        trained[name] = Trained(g, history, time.perf_counter() - t0, snaps)
-    return trained
+    gen, disc, variant = build(name, cfg)
+    hist = method().train(gen, data["train"], data["val"], "count", steps=cfg["steps"], batch_size=cfg["batch_size"],
+                          crop=cfg["crop"], lr=cfg["lr"], lr_d=cfg["lr_d"], seed=seed, device=device, loss=variant,
+                          discriminator=disc, evals=cfg["evals"], size=cfg["size"])
+    return Trained(name, seed, gen, hist, float(hist.attrs["seconds"]), float(hist.attrs["steps_per_s"]))
 
 
 # --------------------------------------------------------------------------- evaluation
-def predict(model: nn.Module, loader, device: str = "auto") -> dict[str, np.ndarray]:
-    """Mask probabilities (N, H, W) and counts (N,) on ``loader``, with the true masks and counts."""
-    from cellnb.train import predict as _predict
+def evaluate(model: nn.Module, frames: Sequence[Mapping[str, Any]], tile: int, device: str = "cpu") -> pd.DataFrame:
+    """Per-frame predicted and true count, absolute count error, Dice and IoU of the mask at 0.5."""
+    from cellnb.metrics import dice, iou
 
-    out = _predict(model, loader, device=device)
-    masks = torch.cat([b["mask"] for b in loader])[:, 0].numpy()
-    counts = torch.cat([b["count"] for b in loader]).numpy()
-    return {"prob": torch.sigmoid(out[outputs.MASK_LOGITS])[:, 0].numpy(), "count": out[outputs.COUNT].numpy(),
-            "true_mask": masks, "true_count": counts}
+    rows = []
+    for i, f in enumerate(frames):
+        p = method().predict(model, f["image"], tile=tile, device=device)
+        pred, truth = p.foreground >= 0.5, np.asarray(f["mask"]) > 0
+        rows.append({"image": i, "count": p.count, "true_count": float(f["count"]),
+                     "abs_err": abs(p.count - float(f["count"])), "dice": dice(pred, truth), "iou": iou(pred, truth)})
+    return pd.DataFrame(rows)
 
 
-def evaluate(pred: Mapping[str, np.ndarray], threshold: float = 0.5) -> dict[str, float]:
-    """Count MAE/RMSE (:mod:`cellnb.metrics.counting`) and mean per-image Dice/IoU of the mask
-    thresholded at ``threshold`` (:mod:`cellnb.metrics.pixel`)."""
-    from cellnb.metrics.counting import count_mae, count_rmse
-    from cellnb.metrics.pixel import dice, iou
+def floor_values(train: Sequence[Mapping[str, Any]], test: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """Per-frame floors: the constant training-mean count and Otsu (σ = 1) of the image."""
+    from cellnb import floors
+    from cellnb.metrics import dice, iou
 
-    binary = pred["prob"] >= threshold
-    truth = pred["true_mask"] > 0.5
-    return {
-        "count_mae": count_mae(pred["count"], pred["true_count"]),
-        "count_rmse": count_rmse(pred["count"], pred["true_count"]),
-        "dice": float(np.mean([dice(p, t) for p, t in zip(binary, truth)])),
-        "iou": float(np.mean([iou(p, t) for p, t in zip(binary, truth)])),
-    }
+    const = floors.constant_count([f["count"] for f in train], len(test))
+    rows = []
+    for i, (f, c) in enumerate(zip(test, const)):
+        otsu, truth = floors.otsu_mask(f["image"], sigma=1.0) > 0, np.asarray(f["mask"]) > 0
+        rows.append({"image": i, "count": float(c), "true_count": float(f["count"]),
+                     "abs_err": abs(float(c) - float(f["count"])), "dice": dice(otsu, truth), "iou": iou(otsu, truth)})
+    return pd.DataFrame(rows)
+
+
+def run_all(cfg: Mapping[str, Any], device: str = "cpu", names: Sequence[str] = MODEL_NAMES,
+            seeds: Sequence[int] | None = None) -> dict[str, Any]:
+    """Train and evaluate every model on every seed (each seed: its own frames and initialisation).
+
+    Returns ``{"trained": {(name, seed): Trained}, "per_image": DataFrame (model, seed, image, ...)
+    including the floors as models "floor", "data": {seed: frames}}``.
+    """
+    seeds = list(range(cfg["n_seeds"])) if seeds is None else list(seeds)
+    trained, frames, tables = {}, {}, []
+    for seed in seeds:
+        data = make_data(cfg, seed)
+        frames[seed] = data
+        fl = floor_values(data["train"], data["test"])
+        tables.append(fl.assign(model="floor", seed=seed))
+        for name in names:
+            t = train_model(name, cfg, data, seed, device)
+            trained[(name, seed)] = t
+            tables.append(evaluate(t.generator, data["test"], cfg["crop"], device).assign(model=name, seed=seed))
+    return {"trained": trained, "per_image": pd.concat(tables, ignore_index=True), "data": frames, "seeds": seeds}
+
+
+def paired(per_image: pd.DataFrame, model: str, metric: str, other: str = "floor") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(values of model, values of other, seeds)`` paired by (seed, image)."""
+    a = per_image[per_image.model == model].set_index(["seed", "image"])[metric]
+    b = per_image[per_image.model == other].set_index(["seed", "image"])[metric]
+    a, b = a.align(b, join="inner")
+    return a.to_numpy(float), b.to_numpy(float), np.asarray(a.index.get_level_values("seed"))
+
+
+def summary_table(per_image: pd.DataFrame, names: Sequence[str] = MODEL_NAMES) -> pd.DataFrame:
+    """Mean with a 95 % two-level bootstrap interval (seeds, then frames) of count MAE and Dice,
+    one row per model plus the floor rows."""
+    from cellnb.verdicts import bootstrap_interval
+
+    rows = []
+    for name in list(names) + ["floor"]:
+        sub = per_image[per_image.model == name]
+        row = {"model": LABELS.get(name, name)}
+        for metric, label in (("abs_err", "count MAE"), ("dice", "Dice")):
+            mean, low, high = bootstrap_interval(sub[metric].to_numpy(float), sub["seed"].to_numpy())
+            row[label] = f"{mean:.3g} [{low:.3g}, {high:.3g}]"
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    floor = table.iloc[-1]
+    count_floor = pd.DataFrame([{"model": FLOOR_LABELS["count"], "count MAE": floor["count MAE"], "Dice": "—"},
+                                {"model": FLOOR_LABELS["mask"], "count MAE": "—", "Dice": floor["Dice"]}])
+    return pd.concat([table.iloc[:-1], count_floor], ignore_index=True)
+
+
+def val_curves(trained: Mapping[tuple[str, int], Trained]) -> dict[str, list[np.ndarray]]:
+    """Validation-loss curves per model (one per seed)."""
+    curves: dict[str, list[np.ndarray]] = {}
+    for (name, _), t in trained.items():
+        curves.setdefault(name, []).append(t.history["val_loss"].to_numpy(float))
+    return curves
+
+
+def curves_figure(trained: Mapping[tuple[str, int], Trained]):
+    """All validation curves of the chapter in one figure: one panel per model, one line per seed
+    (NH loss without the adversarial term, on held-out training frames, against optimiser steps)."""
+    import matplotlib.pyplot as plt
+
+    names = list(dict.fromkeys(n for n, _ in trained))
+    fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 3.0), sharey=True, squeeze=False)
+    for ax, name in zip(axes[0], names):
+        for (n, seed), t in trained.items():
+            if n == name:
+                ax.plot(t.history["step"], t.history["val_loss"], "o-", ms=3, label=f"seed {seed}")
+        ax.set_title(LABELS.get(name, name), fontsize=9)
+        ax.set_xlabel("optimiser step")
+        ax.set_yscale("log")
+    axes[0][0].set_ylabel("validation loss")
+    axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
 
 
 # --------------------------------------------------------------------------- efficiency
-def parameter_table(in_channels: int = 1) -> pd.DataFrame:
-    """Parameters of the full-width (released-size) models: LFMMG, classic U-Net with a count head,
-    pix2pix generator, CMTD and PatchGAN (built on the ``meta`` device: no memory, no init cost)."""
+def parameter_table(in_channels: int = 3) -> pd.DataFrame:
+    """Parameters at the released widths (built on the ``meta`` device: no memory, no init cost):
+    LFMMG (live, and with the released dead ``conv_p``), the SSRnet repository's U-Net
+    (``released_unet``, the paper's U-Net most likely), cellnb's U-Net with a count head, pix2pix, CMTD."""
     with torch.device("meta"):
-        rows = _full_width_models(in_channels)
-    return pd.DataFrame({"model": [r[0] for r in rows], "params": [count_params(r[1]) for r in rows]})
+        lfmmg = create_model("elmgan_generator", in_channels=in_channels)
+        rows = [
+            ("LFMMG (ELMGAN generator)", count_params(lfmmg)),
+            ("LFMMG + released dead conv_p", count_params(lfmmg) + dead_conv_p_params()),
+            ("released U-Net (SSRnet repository)", count_params(create_model("released_unet", in_channels=in_channels))),
+            ("cellnb U-Net + count head", count_params(create_model("unet", in_channels=in_channels, heads=("mask", "count")))),
+            ("pix2pix U-Net generator", count_params(create_model("pix2pix_generator", in_channels=in_channels))),
+            ("CMTD (discriminator)", count_params(create_model("elmgan_discriminator", in_channels=in_channels))),
+        ]
+    return pd.DataFrame({"model": [r[0] for r in rows], "params": [r[1] for r in rows]})
 
 
-def _full_width_models(in_channels: int) -> list[tuple[str, nn.Module]]:
-    return [
-        ("LFMMG (ELMGAN generator)", create_model("elmgan_generator", in_channels=in_channels)),
-        ("classic U-Net + count head", create_model("unet", in_channels=in_channels, heads=("mask", "count"))),
-        ("pix2pix U-Net generator", create_model("pix2pix_generator", in_channels=in_channels)),
-        ("CMTD (discriminator)", create_model("elmgan_discriminator", in_channels=in_channels)),
-        ("PatchGAN (pix2pix discriminator)", create_model("patchgan_discriminator", in_channels=in_channels)),
-    ]
+def dead_conv_p_params(base_width: int = 64) -> int:
+    """Parameters of the released ``FBupsampling.conv_p`` (C_out·s² → outplanes 1×1 conv with bias,
+    built in every up-block, never used in ``forward``): the five decoder blocks at ``base_width``."""
+    total = 0
+    for _, _, cout, _ in generator_upsampling_sizes(256, base_width)[:-1]:
+        total += (cout * 4) * cout + cout
+    return total
 
 
 def benchmark_ms(models: Mapping[str, nn.Module], input_shape, device: str = "cpu", warmup: int = 2,
@@ -355,11 +312,7 @@ def generator_upsampling_sizes(image_size: int, base_width: int = 64) -> list[tu
 
 
 def benchmark_upsampling(image_size: int, base_width: int = 64, device: str = "cpu", repeats: int = 10) -> pd.DataFrame:
-    """FBU vs (1×1 conv + nearest) vs (1×1 conv + bilinear) at each size LFMMG uses, batch 1.
-
-    Both sides do the same channel projection; FBU does it to C_out·4 channels at low resolution
-    and folds, the interpolation blocks do it to C_out channels and then interpolate.
-    """
+    """FBU vs (1×1 conv + nearest) vs (1×1 conv + bilinear) at each size LFMMG uses, batch 1."""
     rows = []
     for name, cin, cout, side in generator_upsampling_sizes(image_size, base_width):
         mods = {mode: _Upsampler(cin, cout, mode) for mode in ("fbu", "nearest", "bilinear")}
@@ -382,12 +335,71 @@ def benchmark_generators(image_size: int, base_width: int = 64, device: str = "c
         "LFMMG (nearest)": create_model("elmgan_generator", base_width=base_width, upsampling="nearest"),
         "pix2pix generator": create_model("pix2pix_generator", base_width=base_width, depth=pix2pix_depth),
     }
-    ms = benchmark_ms(models, (1, 1, image_size, image_size), device=device, warmup=2, repeats=repeats)
+    ms = benchmark_ms(models, (1, 1, image_size, image_size), device=device, warmup=1, repeats=repeats)
     return pd.DataFrame({"model": list(ms), "ms": list(ms.values()),
                          "images_per_s": [1000.0 / v for v in ms.values()],
                          "params": [count_params(models[k]) for k in ms]})
 
 
-def train_step_seconds(trained: Mapping[str, Trained]) -> dict[str, float]:
-    """Mean wall-clock seconds per training epoch of each trained model."""
-    return {k: float(t.history["seconds"].mean()) for k, t in trained.items()}
+def steps_per_s(trained: Mapping[tuple[str, int], Trained]) -> dict[str, float]:
+    """Mean training steps per second of each model over its seeds (validation excluded)."""
+    out: dict[str, list[float]] = {}
+    for (name, _), t in trained.items():
+        out.setdefault(name, []).append(t.steps_per_s)
+    return {k: float(np.mean(v)) for k, v in out.items()}
+
+
+# --------------------------------------------------------------------------- reproduction summary
+def reproduction_summary(run) -> str:
+    """A short Markdown summary generated from the run's ledger (paper claims and checks separately)."""
+    paper = [c for c in run.claims if c.kind == "paper"]
+    checks = [c for c in run.claims if c.kind == "check"]
+    held = [c for c in paper if c.holds is True]
+    failed = [c for c in paper if c.holds is False]
+    open_ = [c for c in paper if c.holds is None]
+    learned = [n for n, v in run.models.items() if v["converged"] and v["beats_floor"]]
+    not_learned = [n for n, v in run.models.items() if not (v["converged"] and v["beats_floor"])]
+
+    def why(c) -> str:
+        if c.basis == "other device":
+            return "other device"
+        if "not learned" in c.note:
+            return "a model did not learn"
+        if "seed" in c.note and "verdict needs" in c.note:
+            return "too few seeds"
+        if c.measured is None:
+            return "not testable here"
+        return "interval overlaps"
+
+    lines = [
+        f"**Reproduction summary** ({run.profile} profile, generated from this run's ledger). "
+        "Scope: the abstract's claims, on generated BBBC005-like frames, CPU only, with a reconstructed "
+        "NH loss and CMTD.",
+        "",
+        f"- Paper claims: **{len(held)} hold**, {len(failed)} do not, {len(open_)} inconclusive"
+        + (" (" + "; ".join(f"{c.id}: {why(c)}" for c in open_) + ")" if open_ else "") + ".",
+    ]
+    if held:
+        lines.append("- Reproduced: " + "; ".join(c.statement for c in held) + ".")
+    if failed:
+        lines.append("- Not reproduced: " + "; ".join(c.statement for c in failed) + ".")
+    lines.append(f"- Checks: {sum(c.holds is True for c in checks)} of {len(checks)} hold.")
+    lines.append(f"- Trained models that learned (converged and beat their floor): {len(learned)} of {len(run.models)}"
+                 + (f"; not: {', '.join(not_learned)}" if not_learned else "") + ".")
+    lines.append("- Easy: the generator and parameter counts (released code exists for the blocks). Hard: the NH "
+                 "loss and CMTD (no formula public), and speed on the paper's hardware.")
+    return "\n".join(lines)
+
+
+def cpu_name() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), e.g. for naming the device of a speed check."""
+    import platform
+
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.lower().startswith("model name"):
+                    return "CPU " + line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "CPU " + (platform.processor() or platform.machine())
