@@ -8,88 +8,45 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
+from cellnb import floors
 from cellnb.experiments import comparison as exp
+from cellnb.methods import get_method
 from cellnb.results import Run
 
 
-def _save(tmp_path, name, profile, verdicts):
+def _save(tmp_path, name, profile, verdicts, kinds=None):
     run = Run(name, profile=profile, device="cpu")
     for i, holds in enumerate(verdicts):
-        run.claim(f"c{i}", f"{name} claim {i}", paper="paper", measured=float(i), holds=holds)
+        run.claim(f"c{i}", f"{name} claim {i}", paper="paper", measured=float(i), holds=holds,
+                  kind=(kinds or ["paper"] * len(verdicts))[i])
     run.metric("x", 1.0)
     return run.save(tmp_path)
 
 
-def test_gather_claims_prefers_full_and_counts_verdicts(tmp_path):
+# ------------------------------------------------------------------------------ claims ledger
+def test_gather_claims_prefers_full_and_counts_paper_verdicts(tmp_path):
     _save(tmp_path, "ssrnet", "quick", [True, False])
     _save(tmp_path, "ssrnet", "full", [True, True, None])  # full wins over quick
-    _save(tmp_path, "elmgan", "quick", [False])
+    _save(tmp_path, "elmgan", "quick", [False, True], kinds=["paper", "check"])
     claims, status = exp.gather_claims(["ssrnet", "elmgan", "mc_unet"], tmp_path)
     assert status.to_dict("records") == [
         {"chapter": "ssrnet", "profile": "full", "claims": 3},
-        {"chapter": "elmgan", "profile": "quick", "claims": 1},
+        {"chapter": "elmgan", "profile": "quick", "claims": 2},
         {"chapter": "mc_unet", "profile": "missing", "claims": 0},
     ]
-    assert claims["verdict"].tolist() == ["holds", "holds", "not testable here", "does not hold"]
-    assert exp.claim_counts(claims) == {"claims_total": 4, "claims_hold": 2, "claims_fail": 1, "claims_untestable": 1}
+    assert claims["verdict"].tolist() == ["holds", "holds", "not testable here", "does not hold", "holds"]
+    assert claims["kind"].tolist() == ["paper"] * 4 + ["check"]
+    # the check is listed but not counted
+    assert exp.claim_counts(claims) == {"claims_total": 4, "claims_hold": 2, "claims_fail": 1, "claims_untestable": 1,
+                                        "checks_total": 1}
 
 
 def test_claim_counts_of_no_claims_are_zero(tmp_path):
     claims, status = exp.gather_claims(["ssrnet"], tmp_path)
-    assert exp.claim_counts(claims) == {"claims_total": 0, "claims_hold": 0, "claims_fail": 0, "claims_untestable": 0}
+    assert exp.claim_counts(claims) == {"claims_total": 0, "claims_hold": 0, "claims_fail": 0, "claims_untestable": 0,
+                                        "checks_total": 0}
     assert status["profile"].tolist() == ["missing"]
-
-
-def test_aggregate_and_flatten_accuracy_hand_values():
-    rows = pd.DataFrame([
-        {"task": "count_gen", "model": "unet", "seed": 0, "mae": 2.0, "rmse": 3.0, "epochs": 4, "train_s": 1.0},
-        {"task": "count_gen", "model": "unet", "seed": 1, "mae": 4.0, "rmse": 5.0, "epochs": 6, "train_s": 1.0},
-        {"task": "count_gen", "model": "ssrnet", "seed": 0, "mae": 1.0, "rmse": 1.5, "epochs": 5, "train_s": 1.0},
-    ])
-    table = exp.aggregate(rows)
-    unet = table[table["model"] == "unet"].iloc[0]
-    assert unet["mae"] == 3.0 and unet["mae_std"] == pytest.approx(math.sqrt(2.0))  # sample std of {2, 4}
-    assert unet["epochs"] == 5.0 and unet["n_seeds"] == 2
-    flat = exp.flatten_accuracy(table)
-    assert flat["unet_count_gen_mae"] == 3.0
-    assert flat["unet_count_gen_rmse_std"] == pytest.approx(math.sqrt(2.0))
-    assert flat["ssrnet_count_gen_mae_std"] == 0.0  # one seed
-    assert "unet_count_gen_epochs" not in flat and "unet_count_gen_n_seeds" not in flat
-
-
-def test_flatten_cost_keys_and_units():
-    cost = pd.DataFrame([
-        {"model": "unet", "size": 256, "device_kind": "cpu", "device": "cpu", "params": 100, "macs": 5_000,
-         "memory_traffic": 2_000_000, "peak_bytes": 3_000_000, "median_ms": 12.5, "throughput": 80.0},
-        {"model": "unet", "size": 512, "device_kind": "cpu", "device": "cpu", "params": 100, "macs": 20_000,
-         "memory_traffic": 8_000_000, "peak_bytes": 9_000_000, "median_ms": np.nan, "throughput": np.nan},
-    ])
-    flat = exp.flatten_cost(cost)
-    assert flat == {
-        "unet_params": 100, "unet_macs_256": 5_000, "unet_traffic_mb_256": 2.0, "unet_peak_mb_256_cpu": 3.0,
-        "unet_latency_ms_256_cpu": 12.5, "unet_throughput_256_cpu": 80.0,
-        "unet_macs_512": 20_000, "unet_traffic_mb_512": 8.0, "unet_peak_mb_512_cpu": 9.0,
-    }
-
-
-def test_better_verdicts():
-    assert exp.better((1.0, 0.1), (2.0, 0.2), lower_is_better=True) is True   # better by 1 > 0.2
-    assert exp.better((1.9, 0.1), (2.0, 0.2), lower_is_better=True) is None   # better by 0.1 < spread
-    assert exp.better((2.5, 0.0), (2.0, 0.0), lower_is_better=True) is False
-    assert exp.better((0.8, 0.0), (0.7, 0.05), lower_is_better=False) is True
-
-
-def test_comparison_claims_from_flat_metrics():
-    flat = {"ssrnet_count_gen_mae": 1.0, "ssrnet_count_gen_mae_std": 0.1, "unet_count_gen_mae": 3.0,
-            "unet_count_gen_mae_std": 0.5, "tiny_unet_macs_256": 4, "unet_macs_256": 100}
-    claims = {c["id"]: c for c in exp.comparison_claims(flat)}
-    assert set(claims) == {"ssrnet_vs_unet_count_gen_mae", "tiny_unet_macs_vs_unet"}  # others lack metrics
-    assert claims["ssrnet_vs_unet_count_gen_mae"]["holds"] is True
-    assert claims["ssrnet_vs_unet_count_gen_mae"]["measured"] == 1.0
-    assert claims["tiny_unet_macs_vs_unet"]["measured"] == 0.04 and claims["tiny_unet_macs_vs_unet"]["holds"] is True
-    assert all(set(c) == {"id", "statement", "paper", "measured", "holds", "note"} for c in claims.values())
 
 
 def test_reproduction_cost_reads_results_and_timings(tmp_path):
@@ -103,47 +60,153 @@ def test_reproduction_cost_reads_results_and_timings(tmp_path):
     assert math.isnan(table.loc[1, "notebook_s"]) and table.loc[1, "runner_s"] == 10.0
 
 
-def test_count_item_density_sums_to_count_and_maps_pixel_centres():
+# ------------------------------------------------------------------------------ data
+def test_count_sample_moves_points_with_the_resize():
     image = np.zeros((8, 8), np.float32)
     mask = np.zeros((8, 8), np.uint8)
     mask[:4, :4] = 1
     points = np.array([[1.5, 1.5], [5.5, 5.5]], np.float32)  # centres of 2x2 blocks -> pixels 0.5 and 2.5
-    item = exp.count_item(image, points, mask, size=4, sigma=0.5)
-    assert item["image"].shape == (1, 4, 4) and item["count"] == 2.0
-    assert item["density"].sum() == pytest.approx(2.0, abs=1e-4)
-    assert item["mask"][:2, :2].all() and item["mask"].sum() == 4
-    with pytest.raises(ValueError, match="image and a mask"):
-        exp.count_item(image, points, mask[:4], size=4, sigma=0.5)
+    s = exp.count_sample(image, points, (4, 4), mask)
+    assert s["image"].shape == (4, 4) and s["count"] == 2.0
+    np.testing.assert_allclose(s["points"], [[0.5, 0.5], [2.5, 2.5]])
+    assert s["mask"][:2, :2].all() and s["mask"].sum() == 4
+    with pytest.raises(ValueError, match="need a"):
+        exp.count_sample(np.zeros((2, 4, 4)), points, (4, 4))
 
 
-def test_plain_loss_hand_values():
-    out = {"mask_logits": torch.zeros(1, 1, 2, 2), "count": torch.tensor([12.0])}
-    batch = {"mask": torch.ones(1, 2, 2), "count": torch.tensor([10.0])}
-    total, parts = exp.make_loss("unet", count=True, mean_count=4.0)(out, batch)
-    assert parts["seg"] == pytest.approx(math.log(2.0))  # BCE of logit 0
-    assert parts["count"] == pytest.approx(0.25)  # ((12 - 10) / 4)^2
-    assert float(total) == pytest.approx(math.log(2.0) + 0.25)
+def test_split_val_holds_out_the_last_fifth():
+    train, val = exp.split_val(list(range(10)), 0.2)
+    assert train == list(range(8)) and val == [8, 9]
+    assert exp.split_val([1, 2], 0.2) == ([1], [2])
+    with pytest.raises(ValueError, match="at least two"):
+        exp.split_val([1], 0.2)
 
 
-def test_unknown_model_is_named():
-    with pytest.raises(ValueError, match="unknown model 'resnet'"):
-        exp.build("resnet", exp.SETTINGS["smoke"])
+def test_as_input_swaps_in_the_low_resolution_image():
+    s = {"image": np.ones((3, 8, 8)), "lr": np.zeros((3, 2, 2)), "mask": np.ones((8, 8))}
+    assert exp.as_input(s, "lr")["image"].shape == (3, 2, 2) and exp.as_input(s, "hr")["image"].shape == (3, 8, 8)
+    with pytest.raises(ValueError, match="input kind"):
+        exp.as_input(s, "mr")
 
 
-def test_density_loss_accepts_channel_or_plain_targets():
-    out = {"mask_logits": torch.zeros(1, 2, 2, 2), "density": torch.full((1, 1, 2, 2), 0.01)}
-    loss = exp.make_loss("mc_unet", count=True)
-    for target in (torch.zeros(1, 2, 2), torch.zeros(1, 1, 2, 2)):
-        _, parts = loss(out, {"mask": torch.zeros(1, 2, 2), "density": target})
-        assert parts["count"] == pytest.approx(1.0)  # (100 * 0.01)^2
-        assert parts["seg"] == pytest.approx(math.log(2.0))  # CE of equal logits
+def test_nuclei_samples_have_points_at_instance_centres():
+    s = exp.nuclei_samples(1, 0, 64, 0.5)[0]
+    assert len(s["points"]) == s["labels"].max() and s["mask"].sum() == (s["labels"] > 0).sum()
 
 
-def test_ssrnet_count_head_starts_at_the_mean_count():
-    cfg = exp.SETTINGS["smoke"]
-    model = exp.build("ssrnet", cfg)
-    images = torch.rand(2, 1, 64, 64, generator=torch.Generator().manual_seed(0))
-    exp.init_count_output("ssrnet", model, 17.0, images)
-    model.eval()
-    with torch.no_grad():
-        assert float(model(images)["count"].mean()) == pytest.approx(17.0, rel=1e-4)
+# ------------------------------------------------------------------------------ ceilings
+def _two_touching_disks():
+    yy, xx = np.mgrid[:40, :60]
+    labels = np.zeros((40, 60), np.int32)
+    labels[(yy - 20) ** 2 + (xx - 20) ** 2 <= 81] = 1
+    labels[((yy - 20) ** 2 + (xx - 37) ** 2 <= 81) & (labels == 0)] = 2
+    return labels
+
+
+def test_map_postprocess_reads_each_methods_own_instance_step():
+    labels = _two_touching_disks()
+    post, how = exp.map_postprocess(get_method("unet"))
+    assert how == "unet's own" and exp.instance_ceiling(post, [labels])["aji"] > 0.95
+    # a method without an instance output: distance watershed of its foreground
+    class ForegroundOnly:
+        name, tasks = "fg", ("mask",)
+
+    post, how = exp.map_postprocess(ForegroundOnly(), min_distance=3)
+    assert how == "foreground + distance watershed"
+    assert exp.instance_ceiling(post, [labels]) == floors.instance_ceiling(
+        lambda m: floors.distance_watershed(m["mask"], 3), [labels])
+
+    # keyword-style hooks take their maps by name
+    class KeywordHook:
+        name, tasks = "kw", ("instances",)
+
+        def instances_from_maps(self, mask, marker, *, min_size=1):
+            from skimage.measure import label
+            return label(marker > 0.5)
+
+    post, _ = exp.map_postprocess(KeywordHook())
+    assert post(exp.oracle_inputs(labels)).max() == 2
+
+    class NoHook:
+        name, tasks = "none", ("instances",)
+
+    with pytest.raises(ValueError, match="no map post-processing"):
+        exp.map_postprocess(NoHook())
+
+
+def test_oracle_inputs_density_sums_to_the_instances():
+    maps = exp.oracle_inputs(_two_touching_disks())
+    assert maps["density"].sum() == pytest.approx(2.0, abs=1e-3)
+    assert set(maps) >= {"mask", "marker", "boundary", "interior", "foreground"}
+
+
+# ------------------------------------------------------------------------------ summaries
+def _rows():
+    rows = []
+    for seed in (0, 1, 2):
+        for i in range(4):
+            rows.append({"task": "nuclei", "method": "a", "seed": seed, "image": i, "aji": 0.8})
+            rows.append({"task": "nuclei", "method": "b", "seed": seed, "image": i, "aji": 0.5})
+            rows.append({"task": "nuclei", "method": exp.FLOOR, "seed": seed, "image": i, "aji": 0.3})
+    return pd.DataFrame(rows)
+
+
+def test_summarize_and_paired_hand_values():
+    summary = exp.summarize(_rows(), "aji")
+    a = summary[summary.method == "a"].iloc[0]
+    assert (a["mean"], a["low"], a["high"], a["n"], a["n_seeds"]) == (pytest.approx(0.8), pytest.approx(0.8),
+                                                                      pytest.approx(0.8), 12, 3)
+    va, vb, groups = exp.paired(_rows(), "nuclei", "a", "b", "aji")
+    assert len(va) == 12 and (va - vb == pytest.approx(0.3)) and sorted(set(groups)) == [0, 1, 2]
+
+
+def test_learned_status_needs_every_seed_converged_and_the_floor_beaten():
+    flat = [1.0, 0.5, 0.3, 0.2, 0.15, 0.12, 0.11, 0.105, 0.104, 0.104, 0.103, 0.103]
+    status = pd.DataFrame([{"task": "nuclei", "method": "a", "seed": s, "val_curve": flat, "train_s": 1.0,
+                            "steps_per_s": 2.0} for s in (0, 1, 2)])
+    st = exp.learned_status(_rows(), status, "nuclei", "a")
+    assert st["converged"] and st["beats_floor"] and st["seeds_converged"] == 3 and st["floor"] == pytest.approx(0.3)
+    status.at[1, "val_curve"] = list(np.linspace(1, 0.1, 10))  # still falling
+    assert not exp.learned_status(_rows(), status, "nuclei", "a")["converged"]
+
+
+def test_fmt_interval_rounds_to_the_interval():
+    assert exp.fmt_interval(0.81234, 0.75, 0.87) == "0.81 [0.75, 0.87]"
+    assert exp.fmt_interval(12.345, 10.0, 15.0) == "12.3 [10.0, 15.0]"
+    assert exp.fmt_interval(float("nan"), 0, 0) == "–"
+
+
+def test_capped_verdict_is_inconclusive_near_the_ceiling():
+    from cellnb.verdicts import compare
+
+    v = compare([0.8] * 9, [0.5] * 9, better="higher", groups=[0, 1, 2] * 3)
+    assert v.holds is True
+    assert exp.capped_verdict(v, 0.95, [0.8, 0.5]).holds is True
+    capped = exp.capped_verdict(v, 0.82, [0.8, 0.5])
+    assert capped.holds is None and "capped" in capped.note
+
+
+def test_recommendations_from_the_numbers():
+    summary = exp.summarize(_rows(), "aji")
+    learned = {"a@nuclei": {"beats_floor": True}, "b@nuclei": {"beats_floor": True}}
+    cost = pd.DataFrame([{"method": "a", "latency_ms": 50.0}, {"method": "b", "latency_ms": 5.0}])
+    recs = exp.recommendations(summary, learned, cost, {"nuclei": {}})
+    assert recs.iloc[0]["most accurate"].startswith("a: aji 0.8")
+    assert "no cheaper method" in recs.iloc[0]["also good, cheapest"]  # b's interval does not reach a's
+    learned["a@nuclei"]["beats_floor"] = False
+    recs = exp.recommendations(summary, learned, cost, {"nuclei": {}})
+    assert recs.iloc[0]["most accurate"].startswith("b:") and recs.iloc[0]["did not learn"] == "a"
+
+
+# ------------------------------------------------------------------------------ end to end
+def test_run_task_scores_floor_and_untrained_method_and_reports_skips():
+    cfg = dict(exp.SETTINGS["smoke"])
+    train = exp.generated_count_samples(3, 0, 64)
+    test = exp.generated_count_samples(2, 100, 64)
+    out = exp.run_task("count_gen", ["classical", "no_such_method"], [exp.split_val(train, 0.2)], [test], cfg, [0])
+    rows = pd.DataFrame(out["rows"])
+    assert set(rows.method) == {exp.FLOOR, "classical"} and len(rows) == 4
+    assert "not registered" in out["skipped"]["no_such_method"]
+    floor = rows[rows.method == exp.FLOOR]
+    mean_train = np.mean([len(s["points"]) for s in train])
+    assert floor["count"].tolist() == pytest.approx([mean_train] * 2)

@@ -1,77 +1,82 @@
-"""The closing chapter (issue 9): the five papers' models side by side on one benchmark.
+"""The closing chapter: every method as itself, on one benchmark, through :mod:`cellnb.methods`.
 
-One run trains every model that can do a task on the same generated (and, with a data root,
-real) data, with the same seeds, epochs, optimiser and time budget, with **plain supervised
-losses** (no GAN for ELMGAN's generator, no auxiliary boundary/marker branches), and evaluates
-them with the same metrics and the same post-processing (connected components of the
-foreground at 0.5 for instances). Costs of the full-width paper configurations are measured in
-one interleaved benchmark. Finally the chapter gathers every other chapter's claims and wall
-times from ``results/``.
+Each method is trained with **its own** loss, targets, normalisation, training loop and
+post-processing (``get_method(name).build / .train / .predict``); this module only supplies the
+data, the seeds and the step budget (the same for all) and scores what the methods predict. Nothing
+here knows a method by name: which methods run on which task is configuration (``SETTINGS``), and
+what a method can do is read from the method (its ``tasks``, its targets, its map post-processing).
 
 Tasks (keys used in metric names):
 
 - ``count_gen``: BBBC005-like fields (:func:`cellnb.data.fluorescence_cells`, ``preset="bbbc005"``,
-  nuclei stain) downscaled ×0.5; count MAE / RMSE.
-- ``count_vgg`` / ``count_mbm``: the real VGG cells (Lempitsky & Zisserman protocol, N = 50
-  training images per split, 100 test images) and MBM (15 train / 29 test), when a data root is
-  given. Foreground targets are the Otsu foreground (as in the SSRNet chapter's ``vgg_items``).
-- ``nuclei``: generated nuclei with touching instances (:func:`cellnb.data.nuclei`, dense regime),
-  pixel Dice / IoU, instance F1 at IoU 0.5, AJI (:func:`cellnb.experiments.mc_unet.evaluate`).
-- ``blood``: generated blood smears through :func:`cellnb.data.lowres_pair` (the HR image as input),
-  the same segmentation metrics.
+  nuclei stain), generated at twice the image size and downscaled ×0.5; count error per image.
+- ``count_vgg`` / ``count_mbm``: the real VGG cells (N = 50 training images, one random draw per
+  seed, the last 100 for testing) and MBM (15 train / 29 test, one permutation per seed), when a data
+  root is given; the blue channel (VGG) or the inverted grey level (MBM).
+- ``nuclei``: generated touching nuclei (:func:`cellnb.data.nuclei`, dense regime); AJI, AP@0.5 and
+  pixel Dice per image. Methods that predict instances use their own post-processing; methods that
+  predict only a foreground get the distance-transform watershed of it.
+- ``blood``: generated blood smears (:func:`cellnb.data.lowres_pair`): a method either segments the
+  high-resolution image or, as a pipeline, the ¼-resolution one; Dice per image.
+
+Every trained model gets ``converged`` (its validation curve, :func:`cellnb.verdicts.converged`) and
+``beats_floor`` (:func:`cellnb.verdicts.beats_floor` on per-image values); every instance
+post-processing gets its oracle ceiling (:func:`cellnb.floors.instance_ceiling`).
 """
 
 from __future__ import annotations
 
+import inspect
 import json
 import time
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
-import torch
-import torch.nn.functional as F
-from torch import nn
 
-from cellnb import metrics
-from cellnb.models import create_model, outputs
+from cellnb import floors, verdicts
 
 NAME = "comparison"
 #: the chapters whose results this chapter gathers, in book order
 CHAPTERS: tuple[str, ...] = ("data", "ssrnet", "elmgan", "lowres_bloodcell", "mc_unet", "u_se_resnet")
-#: display names of the compared models (registry name in brackets in the book)
-MODELS: tuple[str, ...] = ("unet", "ssrnet", "elmgan", "mc_unet", "tiny_unet", "u_se_resnet")
-COUNT_MODELS: tuple[str, ...] = ("unet", "ssrnet", "elmgan", "mc_unet")
-SEG_METRICS: tuple[str, ...] = ("dice", "iou", "instance_f1", "aji")
-COUNT_METRICS: tuple[str, ...] = ("mae", "rmse")
-HEADLINE = ("ssrnet_count_gen_mae", "unet_count_gen_mae", "claims_hold")
-DENSITY_SCALE = 100.0  # MC-Unet density MSE amplification (cellnb.experiments.mc_unet settings)
+#: task -> (metric, better, floor description)
+TASK_METRIC: dict[str, tuple[str, str]] = {
+    "count_gen": ("mae", "lower"), "count_vgg": ("mae", "lower"), "count_mbm": ("mae", "lower"),
+    "nuclei": ("aji", "higher"), "blood": ("dice", "higher"),
+}
+TASK_TITLE = {"count_gen": "counting, generated BBBC005-like", "count_vgg": "counting, VGG cells",
+              "count_mbm": "counting, MBM", "nuclei": "instances, touching nuclei", "blood": "blood smears, mask"}
+#: the target "every count model <= ratio x the constant-mean MAE"
+COUNT_TARGET = {"count_gen": 0.3, "count_vgg": 0.3, "count_mbm": 0.5}
+FLOOR = "floor"
 
+_COMMON = dict(
+    # MC-Unet and U-SE-ResNet count instances of labelled data only; the counting papers' methods here
+    count_methods=["classical", "unet", "ssrnet", "elmgan"],
+    nuclei_methods=["unet", "u_se_resnet", "mc_unet", "ssrnet", "elmgan"],
+    # (method, input): "hr" = the high-resolution image, "lr" = the 1/4-resolution one
+    blood_methods=[["tiny_unet", "hr"], ["mobilesr_tinyunet", "lr"]],
+    min_distance=3, radius_scale=0.5, val_fraction=0.2,
+)
 SETTINGS: dict[str, dict[str, Any]] = {
     "smoke": dict(
-        size=64, n_train=2, n_test=2, n_seeds=1, epochs=1, batch_size=2, lr=1e-3, time_budget_s=None,
-        slim_width=4, tiny_widths=[16, 32, 64, 128], use_width=0.0625, use_blocks=[1, 1, 1, 1],
-        nuclei_radius_scale=0.5, smear_size=300, sigma=2.0,
-        real_n_train=2, real_n_test=2, mbm_n_train=2, mbm_n_test=2,
-        cost_full_width=False, cost_sizes=[64], bench_sizes=[64], bench_warmup=0, bench_repeats=1,
-        slim_bench_repeats=1,
+        _COMMON, size="slim", n_seeds=1, steps=12, batch_size=2, crop=64,
+        gen_size=64, n_train=3, n_test=2, nuclei_size=64, blood_size=128, smear_size=256,
+        real_n_train=3, real_n_test=2, mbm_n_train=3, mbm_n_test=2, mbm_scale=0.25, vgg_scale=0.5,
+        bench_size=64, bench_repeats=1, paper_cost=False,
     ),
     "quick": dict(
-        size=128, n_train=12, n_test=8, n_seeds=2, epochs=12, batch_size=4, lr=1e-3, time_budget_s=None,
-        slim_width=8, tiny_widths=[16, 32, 64, 128], use_width=0.125, use_blocks=[1, 1, 1, 1],
-        nuclei_radius_scale=0.5, smear_size=600, sigma=2.0,
-        real_n_train=50, real_n_test=100, mbm_n_train=15, mbm_n_test=29,
-        cost_full_width=True, cost_sizes=[256, 512], bench_sizes=[256], bench_warmup=1, bench_repeats=1,
-        slim_bench_repeats=3,
+        _COMMON, size="slim", n_seeds=3, steps=300, batch_size=8, crop=64,
+        gen_size=128, n_train=12, n_test=8, nuclei_size=128, blood_size=128, smear_size=512,
+        real_n_train=50, real_n_test=100, mbm_n_train=15, mbm_n_test=29, mbm_scale=0.5, vgg_scale=1.0,
+        bench_size=256, bench_repeats=3, paper_cost=True,
     ),
-    "full": dict(  # paper scale, for a GPU: full widths, 256² images, many epochs, 5 seeds
-        size=256, n_train=200, n_test=50, n_seeds=5, epochs=100, batch_size=4, lr=1e-3, time_budget_s=None,
-        slim_width=64, tiny_widths=[64, 128, 256, 512], use_width=1.0, use_blocks=[3, 4, 6, 3],
-        nuclei_radius_scale=1.0, smear_size=1200, sigma=3.0,
-        real_n_train=50, real_n_test=100, mbm_n_train=15, mbm_n_test=29,
-        cost_full_width=True, cost_sizes=[256, 512], bench_sizes=[256, 512], bench_warmup=3, bench_repeats=10,
-        slim_bench_repeats=10,
+    "full": dict(  # a GPU: the papers' sizes, more data and steps, 5 seeds
+        _COMMON, size="paper", n_seeds=5, steps=5000, batch_size=8, crop=128,
+        gen_size=256, n_train=100, n_test=50, nuclei_size=256, blood_size=256, smear_size=1200,
+        real_n_train=50, real_n_test=100, mbm_n_train=15, mbm_n_test=29, mbm_scale=1.0, vgg_scale=1.0,
+        bench_size=256, bench_repeats=10, paper_cost=True,
     ),
 }
 
@@ -85,423 +90,563 @@ def _resize(array: np.ndarray, shape: tuple[int, int], order: int) -> np.ndarray
     return resize(array, shape, order=order, anti_aliasing=order > 0, preserve_range=True)
 
 
-def count_item(image: np.ndarray, points: np.ndarray, mask: np.ndarray, size: int, sigma: float) -> dict[str, np.ndarray]:
-    """One counting item at ``size``×``size``: image ``(1,H,W)``, mask, density ``(H,W)`` (sums to the
-    number of points inside the field), count (float32 scalar = number of dots of the full field)."""
-    from cellnb import targets
-
-    if image.ndim != 2 or mask.shape != image.shape:
-        raise ValueError(f"count_item: need a (H, W) image and a mask of that shape, got {image.shape}, {mask.shape}")
+def _scaled_points(points: np.ndarray, src: tuple[int, int], dst: tuple[int, int]) -> np.ndarray:
     points = np.asarray(points, np.float32).reshape(-1, 2)
-    scale = np.array([size / image.shape[0], size / image.shape[1]], np.float32)
-    small = _resize(image.astype(np.float32), (size, size), order=1).astype(np.float32)
-    small_mask = (_resize(mask.astype(np.float32), (size, size), order=1) >= 0.5).astype(np.int64)
-    pts = np.clip((points + 0.5) * scale - 0.5, 0, size - 1)  # pixel centres map to pixel centres
-    return {
-        "image": small[None],
-        "mask": small_mask,
-        "labels": np.zeros((size, size), np.int32),
-        "density": targets.density_from_points(pts, (size, size), sigma=sigma).astype(np.float32),
-        "count": np.float32(len(points)),
-    }
+    scale = np.array([dst[0] / src[0], dst[1] / src[1]], np.float32)
+    return np.clip((points + 0.5) * scale - 0.5, 0, np.array(dst, np.float32) - 1).astype(np.float32)
 
 
-def generated_count_items(n: int, seed: int, size: int, sigma: float) -> list[dict[str, np.ndarray]]:
-    """``n`` BBBC005-like fields of 2·size (nuclei stain, seeds ``seed…``), downscaled to ``size``."""
+def count_sample(image: np.ndarray, points: np.ndarray, shape: tuple[int, int], mask: np.ndarray | None = None,
+                 labels: np.ndarray | None = None) -> dict[str, Any]:
+    """One annotated counting sample at ``shape``: ``image`` (H, W) float32 in [0, 1], ``points``
+    (K, 2) (every dot of the field, moved with the resize), ``count``, and ``mask``/``labels`` when
+    given (nearest-neighbour resized)."""
+    if image.ndim != 2:
+        raise ValueError(f"count_sample: need a (H, W) image, got {image.shape}")
+    out: dict[str, Any] = {"image": _resize(image.astype(np.float32), shape, 1).astype(np.float32),
+                           "points": _scaled_points(points, image.shape, shape)}
+    out["count"] = float(len(out["points"]))
+    if mask is not None:
+        out["mask"] = (_resize(mask.astype(np.float32), shape, 1) >= 0.5).astype(np.uint8)
+    if labels is not None:
+        out["labels"] = _resize(labels, shape, 0).astype(np.int32)
+    return out
+
+
+def generated_count_samples(n: int, seed: int, size: int) -> list[dict[str, Any]]:
+    """``n`` BBBC005-like fields of 2·size (nuclei stain, generator seeds ``seed…``), downscaled to ``size``."""
     from cellnb import data
 
-    items = []
+    out = []
     for i in range(n):
         s = data.fluorescence_cells(seed + i, size=(2 * size, 2 * size), preset="bbbc005", stain=2)
-        items.append(count_item(s["image"], s["points"], s["mask"], size, sigma))
-    return items
+        out.append(count_sample(s["image"], s["points"], (size, size), s["mask"], s["labels"]))
+    return out
 
 
-def otsu_foreground(gray: np.ndarray) -> np.ndarray:
-    """Otsu foreground of the σ = 1 smoothed image (the SSRNet chapter's annotation-free map)."""
-    from skimage.filters import gaussian, threshold_otsu
+def real_count_samples(records: Sequence[Mapping[str, Any]], kind: str, scale: float = 1.0) -> list[dict[str, Any]]:
+    """Dot-annotated real images (:func:`cellnb.data.load_dot_dataset`) as counting samples.
 
-    smooth = gaussian(gray, sigma=1.0)
-    return (smooth > threshold_otsu(smooth)).astype(np.uint8)
-
-
-def real_count_items(records: Sequence[Mapping[str, Any]], size: int, sigma: float, kind: str) -> list[dict[str, np.ndarray]]:
-    """Dot-annotated real images (:func:`cellnb.data.load_dot_dataset`) as counting items.
-
-    VGG: the blue channel; MBM: the inverted grey level (stained cells are dark)."""
+    VGG: the blue channel; MBM: the inverted grey level (stained cells are dark); resized by ``scale``."""
     if kind not in ("vgg", "mbm"):
         raise ValueError(f"unknown real counting set {kind!r}; choose 'vgg' or 'mbm'")
-    items = []
+    out = []
     for rec in records:
         rgb = np.asarray(rec["rgb"], np.float32) / 255.0
         gray = rgb[..., 2] if kind == "vgg" else 1.0 - rgb.mean(axis=2)
-        items.append(count_item(gray, rec["points"], otsu_foreground(gray), size, sigma))
-    return items
+        shape = (max(1, int(round(gray.shape[0] * scale))), max(1, int(round(gray.shape[1] * scale))))
+        out.append(count_sample(gray, rec["points"], shape))
+    return out
 
 
-def nuclei_items(n: int, seed: int, cfg: Mapping[str, Any]) -> list[dict[str, np.ndarray]]:
-    """Dense generated nuclei (touching instances) via :func:`cellnb.experiments.mc_unet.make_split`."""
-    from cellnb.experiments import mc_unet
+def nuclei_samples(n: int, seed: int, size: int, radius_scale: float = 0.5, per_256: int = 95) -> list[dict[str, Any]]:
+    """Dense generated nuclei with touching instances: ``image`` (H, W), ``labels``, ``mask``, ``points``
+    (instance centres).
 
-    return mc_unet.make_split(seed, n, cfg["size"], "dense", cfg["sigma"], cfg["nuclei_radius_scale"])
+    ``radius_scale`` shrinks the nuclei (default radii 7–14 px); their number grows by
+    ``1 / radius_scale²`` so that the crowding of a 256² dense field is kept."""
+    from cellnb import data
+    from cellnb.methods.training import instance_centres
 
-
-def blood_items(n: int, seed: int, cfg: Mapping[str, Any]) -> list[dict[str, np.ndarray]]:
-    """Blood smears → :func:`cellnb.data.lowres_pair`; the HR image (3, size, size) is the input
-    (:func:`cellnb.experiments.lowres_bloodcell.make_split`)."""
-    from cellnb.experiments import lowres_bloodcell
-
-    size = cfg["size"]
-    split = lowres_bloodcell.make_split(range(seed, seed + n), smear_size=cfg["smear_size"], hr_size=size,
-                                        lr_size=size // 4)
-    return [{"image": split["hr"][i].astype(np.float32), "mask": split["mask"][i], "labels": split["labels"][i]}
-            for i in range(n)]
-
-
-# ---------------------------------------------------------------------------------------- models
-def build(name: str, cfg: Mapping[str, Any], in_channels: int = 1, count: bool = False) -> nn.Module:
-    """The slim model ``name`` as trained here (widths from the profile); ``count`` adds a count
-    output (U-Net count head, MC-Unet density head; SSRNet and ELMGAN always count)."""
-    w = cfg["slim_width"]
-    if name == "unet":
-        return create_model("unet", in_channels=in_channels, num_classes=1, base_width=w,
-                            heads=("mask", "count") if count else ("mask",))
-    if name == "ssrnet":
-        return create_model("ssrnet", variant="paper", in_channels=in_channels, base_width=w)
-    if name == "elmgan":
-        return create_model("elmgan_generator", in_channels=in_channels, base_width=w)
-    if name == "mc_unet":
-        from cellnb.experiments.mc_unet import ScaledDensity
-
-        model = create_model("mc_unet", in_channels=in_channels, num_classes=2, base_width=w, depth=3,
-                             heads=("mask", "density") if count else ("mask",))
-        # as in the MC-Unet chapter: the head learns the amplified density, the output sums to the count
-        return ScaledDensity(model, DENSITY_SCALE) if count else model
-    if name == "tiny_unet":
-        return create_model("tiny_unet", in_channels=in_channels, num_classes=2, widths=list(cfg["tiny_widths"]))
-    if name == "u_se_resnet":
-        return create_model("u_se_resnet", in_channels=in_channels, width=cfg["use_width"], blocks=list(cfg["use_blocks"]))
-    raise ValueError(f"unknown model {name!r}; choose from {MODELS}")
+    n_nuclei = max(1, round(per_256 * (size / 256) ** 2 / radius_scale**2))
+    out = []
+    for i in range(n):
+        s = data.nuclei(seed + i, size=size, n_nuclei=n_nuclei, regime="dense",
+                        radius_range=(7.0 * radius_scale, 14.0 * radius_scale))
+        out.append({"image": s["image"].astype(np.float32), "labels": s["labels"].astype(np.int32),
+                    "mask": (s["labels"] > 0).astype(np.uint8), "points": instance_centres(s["labels"])})
+    return out
 
 
-def slim_models(cfg: Mapping[str, Any], in_channels: int = 1) -> dict[str, tuple[nn.Module, int, int]]:
-    """The trained (slim) configurations in :func:`cost_table`'s form (for the Pareto figure)."""
-    return {n: (build(n, cfg, in_channels=in_channels), in_channels, 1) for n in MODELS}
+def blood_samples(n: int, seed: int, smear_size: int, hr_size: int) -> list[dict[str, Any]]:
+    """Blood smears -> :func:`cellnb.data.lowres_pair`: ``image`` = the HR image (3, H, W) float32,
+    ``hr`` (same), ``lr`` (3, H/4, W/4), ``bicubic``, ``mask`` (H, W) and ``labels`` at HR size."""
+    from cellnb import data
+
+    out = []
+    for i in range(n):
+        s = data.blood_smear(seed + i, size=smear_size)
+        pair = data.lowres_pair(s["image"], s["mask"], hr_size=hr_size, lr_size=hr_size // 4)
+        labels = _resize(s["labels"], (hr_size, hr_size), 0).astype(np.int32)
+        out.append({"image": pair["hr"].astype(np.float32), "hr": pair["hr"].astype(np.float32),
+                    "lr": pair["lr"].astype(np.float32), "bicubic": pair["bicubic"].astype(np.float32),
+                    "mask": pair["mask"].astype(np.uint8), "labels": labels})
+    return out
 
 
-def full_width_models() -> dict[str, tuple[nn.Module, int, int]]:
-    """The papers' configurations for the cost table: ``name -> (model, in_channels, input divisor)``.
-
-    MobileSR (lowres_bloodcell's ×4 super-resolution) takes the ¼-size low-resolution image.
-    """
-    return {
-        "unet": (create_model("unet", in_channels=1, num_classes=1, base_width=64), 1, 1),
-        "ssrnet": (create_model("ssrnet", variant="paper", base_width=64), 1, 1),
-        "elmgan": (create_model("elmgan_generator", base_width=64), 1, 1),
-        "mc_unet": (create_model("mc_unet", in_channels=3, num_classes=2, base_width=64, depth=3), 3, 1),
-        "tiny_unet": (create_model("tiny_unet"), 3, 1),
-        "u_se_resnet": (create_model("u_se_resnet"), 1, 1),
-        "mobilesr": (create_model("mobilesr"), 3, 4),
-    }
+def as_input(sample: Mapping[str, Any], kind: str) -> dict[str, Any]:
+    """The test sample a method predicts from: ``hr`` -> unchanged; ``lr`` -> ``image`` is the
+    low-resolution image (the masks stay at high resolution: a pipeline predicts at 4× its input)."""
+    if kind == "hr":
+        return dict(sample)
+    if kind == "lr":
+        return {**sample, "image": sample["lr"]}
+    raise ValueError(f"unknown input kind {kind!r}; choose 'hr' or 'lr'")
 
 
-def init_count_output(name: str, model: nn.Module, mean_count: float, images: torch.Tensor | None = None) -> None:
-    """Start count heads at the training-mean count (as :func:`cellnb.experiments.elmgan.init_count_heads`).
-
-    U-Net / ELMGAN: the head's bias. SSRNet: its count is linear in the 32×32 head weight
-    (U[0, 1) as released), so that weight is rescaled to give ``mean_count`` on average over
-    ``images`` (a training batch, eval mode). MC-Unet's density head learns the amplified
-    density instead (:class:`cellnb.experiments.mc_unet.ScaledDensity`), as in its chapter.
-    """
-    if mean_count <= 0:
-        raise ValueError(f"mean count must be positive, got {mean_count}")
-    if name == "ssrnet" and images is not None:
-        was_training = model.training
-        model.eval()
-        with torch.no_grad():
-            initial = float(model(images)[outputs.COUNT].mean())
-            if initial > 0:
-                model.count_head.weight.mul_(mean_count / initial)
-        model.train(was_training)
-    if name == "elmgan":
-        from cellnb.experiments.elmgan import init_count_heads
-
-        init_count_heads({name: {"generator": model}}, mean_count, 1.0)
-    elif name == "unet" and getattr(model, "count_fc", None) is not None:
-        with torch.no_grad():
-            model.count_fc.bias.fill_(float(np.log(np.expm1(mean_count))))
+def split_val(samples: Sequence[Mapping[str, Any]], fraction: float) -> tuple[list, list]:
+    """Hold the last ``fraction`` (at least one) of the training samples out for validation."""
+    samples = list(samples)
+    if len(samples) < 2:
+        raise ValueError("need at least two training samples to hold one out for validation")
+    n_val = min(len(samples) - 1, max(1, int(round(fraction * len(samples)))))
+    return samples[:-n_val], samples[-n_val:]
 
 
-def foreground(name: str, out: Mapping[str, torch.Tensor]) -> torch.Tensor:
-    """Foreground probability (N, H, W): SSRNet's map clipped to [0, 1], softmax channel 1 for
-    two-class logits, sigmoid of channel 0 otherwise."""
-    if name == "ssrnet":
-        return out[outputs.DENSITY][:, 0].clamp(0, 1)
-    logits = out[outputs.MASK_LOGITS]
-    if logits.shape[1] == 2:
-        return torch.softmax(logits, dim=1)[:, 1]
-    return torch.sigmoid(logits[:, 0])
+# ----------------------------------------------------------------------------- method plumbing
+def can_train(method, sample: Mapping[str, Any], task: str) -> str | None:
+    """None when ``method`` can build its targets for ``task`` from ``sample``, else the reason."""
+    if task not in method.tasks:
+        return f"does not do {task!r}"
+    if not method.trainable:
+        return None
+    try:
+        method.targets(sample, task)
+    except (KeyError, ValueError) as error:
+        return str(error).strip("'\"")
+    return None
 
 
-def predicted_count(name: str, out: Mapping[str, torch.Tensor]) -> torch.Tensor | None:
-    """Count (N,): the count head, or for MC-Unet the density sum; None when the model has neither."""
-    if name == "mc_unet":
-        return out[outputs.DENSITY].sum(dim=(1, 2, 3)) if outputs.DENSITY in out else None
-    return out.get(outputs.COUNT)
-
-
-def make_loss(name: str, count: bool, mean_count: float = 1.0):
-    """Plain supervised loss: foreground term + (``count``) count term, for every model alike.
-
-    Foreground: BCE (one logit channel), cross-entropy (two), or L1 for SSRNet's map (its OM loss
-    map term). Count: squared relative error ``((ĉ - c) / mean)²`` on the count head, or for
-    MC-Unet the paper's density MSE (×100 amplified, Eq. of the density branch).
-    """
-    scale = float(mean_count)
-
-    def loss_fn(out: Mapping[str, torch.Tensor], batch: Mapping[str, torch.Tensor]):
-        mask = batch["mask"].long()
-        if name == "ssrnet":
-            seg = F.l1_loss(out[outputs.DENSITY][:, 0], mask.float())
-        elif out[outputs.MASK_LOGITS].shape[1] == 2:
-            seg = F.cross_entropy(out[outputs.MASK_LOGITS], mask)
-        else:
-            seg = F.binary_cross_entropy_with_logits(out[outputs.MASK_LOGITS][:, 0], mask.float())
-        parts = {"seg": float(seg.detach())}
-        total = seg
-        if count:
-            if name == "mc_unet":
-                density = out[outputs.DENSITY]
-                cnt = F.mse_loss(DENSITY_SCALE * density, DENSITY_SCALE * batch["density"].reshape(density.shape).float())
-            else:
-                cnt = (((out[outputs.COUNT] - batch["count"].float()) / scale) ** 2).mean()
-            parts["count"] = float(cnt.detach())
-            total = total + cnt
-        return total, parts
-
-    return loss_fn
-
-
-def train(name: str, items: Sequence[Mapping[str, np.ndarray]], cfg: Mapping[str, Any], *, seed: int, count: bool,
-          device: str = "auto") -> tuple[nn.Module, pd.DataFrame]:
-    """Train one model with :func:`cellnb.train.fit` (Adam, the profile's lr, epochs and budget)."""
-    from torch.utils.data import DataLoader
-
-    from cellnb.data import DictDataset
-    from cellnb.train import fit
+def train_method(name: str, task: str, train: Sequence[Mapping[str, Any]], val: Sequence[Mapping[str, Any]],
+                 cfg: Mapping[str, Any], seed: int, device: str = "cpu") -> dict[str, Any]:
+    """Build ``name`` at the profile's size and train it with its own recipe (``method.train``) for
+    the profile's steps. Returns ``{model, history, val_curve, train_s, steps_per_s}``."""
+    from cellnb.methods import get_method
     from cellnb.utils import seed_everything
 
+    method = get_method(name)
     seed_everything(seed)
-    in_channels = int(items[0]["image"].shape[0])
-    model = build(name, cfg, in_channels=in_channels, count=count)
-    mean_count = float(np.mean([it["count"] for it in items])) if count else 1.0
-    if count:
-        first = torch.from_numpy(np.stack([it["image"] for it in items[: cfg["batch_size"]]]))
-        init_count_output(name, model, mean_count, first)
-    keys = ("image", "mask", "density", "count") if count else ("image", "mask")
-    loader = DataLoader(DictDataset(list(items), keys=keys), batch_size=cfg["batch_size"], shuffle=True,
-                        generator=torch.Generator().manual_seed(seed))
-    history = fit(model, loader, make_loss(name, count, mean_count), epochs=cfg["epochs"], lr=cfg["lr"],
-                  device=device, time_budget_s=cfg["time_budget_s"], progress=False)
-    return model, history  # fit re-estimated BatchNorm statistics for every model alike
+    if not method.trainable:
+        return {"model": None, "history": None, "val_curve": [], "train_s": 0.0, "steps_per_s": float("nan")}
+    in_channels = int(method.normalize(train[0]["image"]).shape[0])
+    model = method.build(cfg["size"], in_channels=in_channels, task=task)
+    t0 = time.perf_counter()
+    history = method.train(model, list(train), list(val), task, steps=int(cfg["steps"]), batch_size=int(cfg["batch_size"]),
+                           crop=int(cfg["crop"]), seed=seed, device=device, progress=False)
+    train_s = time.perf_counter() - t0
+    curve = [float(v) for v in history["val_loss"]] if history is not None and "val_loss" in history else []
+    sps = float(history.attrs.get("steps_per_s", cfg["steps"] / max(train_s, 1e-9))) if history is not None else float("nan")
+    return {"model": model, "history": history, "val_curve": curve, "train_s": train_s, "steps_per_s": sps}
 
 
-@torch.no_grad()
-def predict(name: str, model: nn.Module, items: Sequence[Mapping[str, np.ndarray]], device: str = "auto",
-            batch_size: int = 8) -> dict[str, np.ndarray | None]:
-    """Foreground probabilities (N, H, W) and counts (N,) (None without a count output)."""
-    from cellnb.utils import select_device
-
-    dev = select_device(device)
-    model = model.to(dev).eval()
-    fgs, counts = [], []
-    for start in range(0, len(items), batch_size):
-        x = torch.from_numpy(np.stack([it["image"] for it in items[start:start + batch_size]])).to(dev)
-        out = model(x)
-        fgs.append(foreground(name, out).float().cpu().numpy())
-        c = predicted_count(name, out)
-        counts.append(None if c is None else c.float().cpu().numpy())
-    return {"foreground": np.concatenate(fgs),
-            "count": None if counts[0] is None else np.concatenate(counts)}
+def _prediction(method, model, image, task: str, device: str):
+    return method.predict(model, image, task, device=device)
 
 
-def evaluate_count(pred: Mapping[str, np.ndarray | None], items: Sequence[Mapping[str, np.ndarray]]) -> dict[str, float]:
-    """Count MAE and RMSE against the items' true counts."""
-    if pred["count"] is None:
-        raise ValueError("evaluate_count: the model has no count output")
-    true = np.array([float(it["count"]) for it in items])
-    return {"mae": metrics.count_mae(pred["count"], true), "rmse": metrics.count_rmse(pred["count"], true)}
+def foreground_watershed(foreground: np.ndarray, min_distance: int = 3) -> np.ndarray:
+    """Instances of a foreground-only method: distance-transform watershed of ``foreground > 0.5``."""
+    return floors.distance_watershed(np.asarray(foreground) > 0.5, min_distance=min_distance)
 
 
-def evaluate_segmentation(pred: Mapping[str, np.ndarray | None], items: Sequence[Mapping[str, np.ndarray]]) -> dict[str, float]:
-    """Dice, IoU (pooled), instance F1 at IoU 0.5 and AJI (connected components of the foreground
-    at 0.5 for every model), through :func:`cellnb.experiments.mc_unet.evaluate`."""
-    from cellnb.experiments import mc_unet
+def map_postprocess(method, min_distance: int = 3) -> tuple[Callable[[Mapping[str, np.ndarray]], np.ndarray], str]:
+    """The instance step of ``method`` as a function of probability maps (the keys of
+    :func:`oracle_inputs`), and a short description, for its ceiling.
 
-    row = mc_unet.evaluate({"foreground": pred["foreground"], "boundary": None, "density": None}, items)
-    return {k: row[k] for k in SEG_METRICS}
+    A method that predicts instances exposes it as ``postprocess_maps(maps)`` or
+    ``instances_from_maps(maps)`` / ``instances_from_maps(mask=..., marker=..., ...)`` (arguments
+    taken from the maps by name); one that predicts only a foreground gets
+    :func:`foreground_watershed`."""
+    from cellnb.methods import Prediction
+
+    if "instances" not in method.tasks:
+        return (lambda maps: foreground_watershed(maps["mask"], min_distance)), "foreground + distance watershed"
+    fn = getattr(method, "postprocess_maps", None) or getattr(method, "instances_from_maps", None)
+    if fn is None:
+        raise ValueError(f"method {method.name!r} predicts instances but exposes no map post-processing "
+                         "(postprocess_maps / instances_from_maps) for its ceiling")
+    params = [p for p in inspect.signature(fn).parameters.values() if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+
+    def run(maps: Mapping[str, np.ndarray]) -> np.ndarray:
+        if params and params[0].name == "maps":
+            out = fn(maps)
+        else:
+            out = fn(**{p.name: maps[p.name] for p in params if p.name in maps})
+        return out.labels if isinstance(out, Prediction) else np.asarray(out)
+
+    return run, f"{method.name}'s own"
 
 
-def run_task(task: str, models: Sequence[str], train_sets: Sequence[Sequence[Mapping[str, np.ndarray]]],
-             test_items: Sequence[Mapping[str, np.ndarray]], cfg: Mapping[str, Any], seeds: Sequence[int],
-             device: str = "auto", log=print) -> pd.DataFrame:
-    """Train and evaluate every model of ``models`` on ``task`` for each seed (training set
-    ``train_sets[i]`` with seed ``seeds[i]``). One row per (model, seed) with the metrics,
-    ``epochs`` run and ``train_s``."""
-    if len(train_sets) != len(seeds):
-        raise ValueError(f"need one training set per seed, got {len(train_sets)} sets for {len(seeds)} seeds")
-    count = task.startswith("count")
-    rows = []
-    for seed, train_items in zip(seeds, train_sets):
-        for name in models:
-            t0 = time.perf_counter()
-            model, history = train(name, train_items, cfg, seed=seed, count=count, device=device)
-            seconds = time.perf_counter() - t0
-            pred = predict(name, model, test_items, device=device)
-            scores = evaluate_count(pred, test_items) if count else evaluate_segmentation(pred, test_items)
-            rows.append({"task": task, "model": name, "seed": seed, **scores, "epochs": len(history),
-                         "train_s": round(seconds, 2)})
+def oracle_inputs(labels: np.ndarray, sigma: float = 2.0) -> dict[str, np.ndarray]:
+    """:func:`cellnb.floors.oracle_maps` plus ``foreground`` (= ``mask``) and the true ``density``
+    (a Gaussian at each instance centre): every map a post-processing here may read."""
+    from cellnb import targets
+    from cellnb.methods.training import instance_centres
+
+    maps = floors.oracle_maps(labels)
+    maps["foreground"] = maps["mask"]
+    maps["density"] = targets.density_from_points(instance_centres(labels), labels.shape, sigma=sigma).astype(np.float32)
+    return maps
+
+
+def instance_ceiling(post: Callable[[Mapping[str, np.ndarray]], np.ndarray], true_labels: Sequence[np.ndarray]) -> dict[str, float]:
+    """:func:`cellnb.floors.instance_ceiling` with :func:`oracle_inputs` (density included)."""
+    rows = [floors.instance_scores(t, post(oracle_inputs(t))) for t in true_labels]
+    return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
+
+
+# ---------------------------------------------------------------------------------- evaluation
+def count_rows(task: str, method: str, seed: int, predicted: Sequence[float], true: Sequence[float]) -> list[dict[str, Any]]:
+    """Per-image rows: ``count``, ``true_count``, ``mae`` (absolute error)."""
+    return [{"task": task, "method": method, "seed": seed, "image": i, "count": float(p), "true_count": float(t),
+             "mae": abs(float(p) - float(t))} for i, (p, t) in enumerate(zip(predicted, true))]
+
+
+def instance_rows(task: str, method: str, seed: int, predicted: Sequence[np.ndarray], true: Sequence[np.ndarray]) -> list[dict[str, Any]]:
+    """Per-image rows: ``aji``, ``ap50``, ``dice`` (:func:`cellnb.floors.instance_scores`)."""
+    return [{"task": task, "method": method, "seed": seed, "image": i, **floors.instance_scores(t, p)}
+            for i, (p, t) in enumerate(zip(predicted, true))]
+
+
+def mask_rows(task: str, method: str, seed: int, predicted: Sequence[np.ndarray], true: Sequence[np.ndarray]) -> list[dict[str, Any]]:
+    """Per-image rows: ``dice`` and ``iou`` of the binary masks."""
+    from cellnb import metrics
+
+    return [{"task": task, "method": method, "seed": seed, "image": i,
+             "dice": metrics.dice(np.asarray(p) > 0.5, np.asarray(t) > 0), "iou": metrics.iou(np.asarray(p) > 0.5, np.asarray(t) > 0)}
+            for i, (p, t) in enumerate(zip(predicted, true))]
+
+
+def run_task(task: str, methods: Sequence[str | Sequence[str]], splits: Sequence[tuple[list, list]],
+             test_sets: Sequence[list], cfg: Mapping[str, Any], seeds: Sequence[int], device: str = "cpu",
+             log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Train every method of ``methods`` on ``task`` for each seed and score it per test image.
+
+    ``splits[i]`` is the ``(train, val)`` pair and ``test_sets[i]`` the test samples of seed
+    ``seeds[i]``. ``methods`` entries are names, or ``[name, input]`` pairs for ``blood`` (see
+    :func:`as_input`). Returns ``{rows, status, skipped, ceilings}``: per-image rows (the floor under
+    method ``"floor"``), one status row per (method, seed) (``val_curve``, ``converged``,
+    ``train_s``, ``steps_per_s``), the methods skipped with the reason, and the oracle ceilings of
+    each instance post-processing."""
+    from cellnb.methods import get_method, list_methods
+
+    if not (len(splits) == len(test_sets) == len(seeds)):
+        raise ValueError(f"need one split and test set per seed, got {len(splits)}, {len(test_sets)}, {len(seeds)}")
+    metric, _ = TASK_METRIC[task]
+    rows: list[dict[str, Any]] = []
+    status: list[dict[str, Any]] = []
+    skipped: dict[str, str] = {}
+    ceilings: dict[str, dict[str, Any]] = {}
+    available = set(list_methods())
+    entries = [(m, "hr") if isinstance(m, str) else (m[0], m[1]) for m in methods]
+    models: dict[tuple[str, int], Any] = {}
+    for seed, (train, val), test in zip(seeds, splits, test_sets):
+        # the floor of this seed
+        if task.startswith("count"):
+            train_counts = [len(s["points"]) for s in list(train) + list(val)]
+            floor = floors.constant_count(train_counts, len(test))
+            rows += count_rows(task, FLOOR, seed, floor, [len(s["points"]) for s in test])
+        elif task == "nuclei":
+            rows += instance_rows(task, FLOOR, seed, [floors.otsu_watershed(s["image"], min_distance=cfg["min_distance"]) for s in test],
+                                  [s["labels"] for s in test])
+        else:
+            rows += mask_rows(task, FLOOR, seed, [floors.otsu_mask(s["image"], sigma=1.0, bright_foreground=False) for s in test],
+                              [s["mask"] for s in test])
+        for name, kind in entries:
+            label = name
+            if name not in available:
+                skipped[label] = "not registered in cellnb.methods (not available yet)"
+                continue
+            method = get_method(name)
+            # training samples are the annotated HR ones (a pipeline reads its LR input from ``lr``);
+            # the input kind decides what the method predicts from
+            tr, va = list(train), list(val)
+            te = [as_input(s, kind) for s in test] if task == "blood" else list(test)
+            mtask = "count" if task.startswith("count") else ("instances" if task == "nuclei" and "instances" in method.tasks
+                                                              else "mask")
+            reason = can_train(method, tr[0], mtask)
+            if reason is not None:
+                skipped[label] = reason
+                continue
+            try:
+                trained = train_method(name, mtask, tr, va, cfg, seed, device)
+            except Exception as error:  # a method that fails is reported, the others still run
+                skipped[label] = f"failed: {type(error).__name__}: {error}"[:300]
+                continue
+            model = trained["model"]
+            models[(label, seed)] = model
+            preds = [_prediction(method, model, s["image"], mtask, device) for s in te]
+            if task.startswith("count"):
+                rows += count_rows(task, label, seed, [p.count for p in preds], [len(s["points"]) for s in te])
+            elif task == "nuclei":
+                labels = [p.labels if p.labels is not None else foreground_watershed(p.foreground, cfg["min_distance"]) for p in preds]
+                rows += instance_rows(task, label, seed, labels, [s["labels"] for s in te])
+                if label not in ceilings:
+                    post, how = map_postprocess(method, cfg["min_distance"])
+                    ceilings[label] = {**instance_ceiling(post, [s["labels"] for s in te]), "postprocess": how}
+            else:
+                rows += mask_rows(task, label, seed, [p.foreground for p in preds], [s["mask"] for s in te])
+            if trained["history"] is not None or method.trainable:
+                status.append({"task": task, "method": label, "seed": seed, "val_curve": trained["val_curve"],
+                               "converged": verdicts.converged(trained["val_curve"]), "train_s": trained["train_s"],
+                               "steps_per_s": trained["steps_per_s"]})
             if log:
-                log(f"{task} {name} seed {seed}: " + ", ".join(f"{k} {v:.3f}" for k, v in scores.items())
-                    + f" ({len(history)} epochs, {seconds:.1f} s)")
-    return pd.DataFrame(rows)
+                vals = [r[metric] for r in rows if r["method"] == label and r["seed"] == seed]
+                log(f"{task} {label} seed {seed}: {metric} {np.mean(vals):.3f} ({trained['train_s']:.1f} s)")
+    if task == "nuclei" and rows:
+        true = [s["labels"] for s in test_sets[0]]
+        ceilings[FLOOR] = {**instance_ceiling(lambda m: floors.distance_watershed(m["mask"], cfg["min_distance"]), true),
+                           "postprocess": "Otsu mask + distance watershed (the floor's)"}
+    return {"rows": rows, "status": status, "skipped": skipped, "ceilings": ceilings, "models": models}
 
 
-# ---------------------------------------------------------------------------------------- tables
-def aggregate(rows: pd.DataFrame) -> pd.DataFrame:
-    """Mean and sample std over seeds: one row per (task, model), columns ``<metric>`` and
-    ``<metric>_std`` (std 0 for a single seed), plus ``n_seeds``."""
-    if rows.empty:
-        return pd.DataFrame(columns=["task", "model", "n_seeds"])
-    metric_cols = [c for c in rows.columns if c not in ("task", "model", "seed", "epochs", "train_s")]
+# ---------------------------------------------------------------------------------- summaries
+def summarize(rows: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Mean of ``metric`` per (task, method) with its 95 % two-level bootstrap interval (seeds, then
+    images; :func:`cellnb.verdicts.bootstrap_interval`), ``n`` images and ``n_seeds``."""
     out = []
-    for (task, model), group in rows.groupby(["task", "model"], sort=False):
-        row: dict[str, Any] = {"task": task, "model": model, "n_seeds": len(group)}
-        for col in metric_cols:
-            values = group[col].dropna().to_numpy(float)
-            if len(values) == 0:
-                continue
-            row[col] = float(values.mean())
-            row[f"{col}_std"] = float(values.std(ddof=1)) if len(values) > 1 else 0.0
-        row["epochs"] = float(group["epochs"].mean()) if "epochs" in group else np.nan
-        out.append(row)
-    return pd.DataFrame(out)
+    for (task, method), group in rows.groupby(["task", "method"], sort=False):
+        values = group[metric].to_numpy(float)
+        mean, low, high = verdicts.bootstrap_interval(values, group["seed"].tolist(), n_boot=2000)
+        out.append({"task": task, "method": method, "metric": metric, "mean": mean, "low": low, "high": high,
+                    "n": len(values), "n_seeds": group["seed"].nunique()})
+    return pd.DataFrame(out, columns=["task", "method", "metric", "mean", "low", "high", "n", "n_seeds"])
 
 
-def flatten_accuracy(table: pd.DataFrame) -> dict[str, float]:
-    """``<model>_<task>_<metric>`` (and ``..._std``) for every numeric cell of :func:`aggregate`'s table."""
-    flat: dict[str, float] = {}
-    for _, row in table.iterrows():
-        for col, value in row.items():
-            if col in ("task", "model", "n_seeds", "epochs") or value is None or pd.isna(value):
-                continue
-            flat[f"{row['model']}_{row['task']}_{col}"] = float(value)
-    return flat
+def paired(rows: pd.DataFrame, task: str, a: str, b: str, metric: str) -> tuple[np.ndarray, np.ndarray, list]:
+    """Per-image values of methods ``a`` and ``b`` on the same (seed, image), with the seeds."""
+    ra = rows[(rows.task == task) & (rows.method == a)].set_index(["seed", "image"])[metric]
+    rb = rows[(rows.task == task) & (rows.method == b)].set_index(["seed", "image"])[metric]
+    keys = ra.index.intersection(rb.index)
+    return ra.loc[keys].to_numpy(float), rb.loc[keys].to_numpy(float), [k[0] for k in keys]
 
 
-def flatten_cost(cost: pd.DataFrame) -> dict[str, float]:
-    """Cost rows (model, size, device, params, macs, memory_traffic, peak_bytes, median_ms,
-    throughput) to ``<model>_params``, ``<model>_macs_<size>``, ``<model>_traffic_mb_<size>``,
-    ``<model>_peak_mb_<size>_<dev>``, ``<model>_latency_ms_<size>_<dev>``, ``<model>_throughput_<size>_<dev>``."""
-    flat: dict[str, float] = {}
-    for _, r in cost.iterrows():
-        m, s, d = r["model"], int(r["size"]), r["device_kind"]
-        flat[f"{m}_params"] = int(r["params"])
-        flat[f"{m}_macs_{s}"] = int(r["macs"])
-        flat[f"{m}_traffic_mb_{s}"] = float(r["memory_traffic"]) / 1e6
-        flat[f"{m}_peak_mb_{s}_{d}"] = float(r["peak_bytes"]) / 1e6
-        if not pd.isna(r["median_ms"]):
-            flat[f"{m}_latency_ms_{s}_{d}"] = float(r["median_ms"])
-            flat[f"{m}_throughput_{s}_{d}"] = float(r["throughput"])
-    return flat
+def learned_status(rows: pd.DataFrame, status: pd.DataFrame, task: str, method: str) -> dict[str, Any]:
+    """``converged`` (every seed's curve), ``beats_floor`` (per-image values against the floor's,
+    pooled over seeds) and the numbers behind them, for :meth:`cellnb.results.Run.model`."""
+    metric, better = TASK_METRIC[task]
+    a, b, groups = paired(rows, task, method, FLOOR, metric)
+    st = status[(status.task == task) & (status.method == method)]
+    curves = st["val_curve"].tolist()
+    return {"converged": bool(len(curves)) and all(verdicts.converged(c) for c in curves),
+            "beats_floor": bool(len(a)) and verdicts.beats_floor(a, b, better=better, groups=groups),
+            "metric": metric, "value": float(np.mean(a)) if len(a) else float("nan"),
+            "floor": float(np.mean(b)) if len(b) else float("nan"), "curve": curves[0] if curves else [],
+            "seeds_converged": int(sum(verdicts.converged(c) for c in curves)), "n_seeds": len(curves),
+            "train_s": float(st["train_s"].mean()) if len(st) else 0.0,
+            "steps_per_s": float(st["steps_per_s"].mean()) if len(st) else float("nan")}
 
 
-def _peak_bytes(model: nn.Module, shape: tuple[int, ...], device: torch.device) -> int:
-    """Peak memory: measured on CUDA (:func:`cellnb.profile.peak_memory`); on CPU the same
-    estimate as ``peak_memory`` (weights + input + Σ leaf outputs), counted on the meta device."""
-    from cellnb import profile
-
-    if device.type == "cuda":
-        return profile.peak_memory(model, shape, device="cuda")
-    table = profile.memory_traffic(model, shape, device="meta", detail=True)
-    weights = sum(t.numel() * t.element_size() for t in list(model.parameters()) + list(model.buffers()))
-    return int(weights + int(np.prod(shape)) * 4 + table.output_bytes.sum())
+def fmt_interval(mean: float, low: float, high: float, digits: int | None = None) -> str:
+    """``mean [low, high]`` rounded to the interval's precision (two significant digits of its width)."""
+    if not np.isfinite(mean):
+        return "–"
+    if digits is None:
+        width = abs(high - low)
+        digits = 3 if width == 0 else int(max(0, min(4, 1 - np.floor(np.log10(width)))))
+    return f"{mean:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
 
 
-def cost_table(models: Mapping[str, tuple[nn.Module, int, int]], sizes: Sequence[int], devices: Sequence[str],
-               warmup: int, repeats: int, bench_sizes: Sequence[int] | None = None) -> pd.DataFrame:
-    """Params, MACs, memory traffic (:func:`cellnb.profile.summary`), peak memory and latency /
-    throughput (:func:`cellnb.profile.benchmark`, all models interleaved) per size and device, batch 1.
-
-    Latency is measured only at ``bench_sizes`` (default: every size); other sizes get NaN there.
-    """
-    from cellnb import profile
-    from cellnb.utils import device_name, select_device
-
+def results_table(summary: pd.DataFrame, learned: Mapping[str, Mapping[str, Any]], ceilings: Mapping[str, Mapping[str, Any]],
+                  cost: pd.DataFrame | None, task: str) -> pd.DataFrame:
+    """The page's table of one task: method, metric mean [95 % interval], the floor row, the ceiling
+    of the method's post-processing, learned flags and cost."""
+    metric, _ = TASK_METRIC[task]
+    sub = summary[summary.task == task]
     rows = []
-    for size in sizes:
-        shapes = {n: (1, c, size // div, size // div) for n, (_, c, div) in models.items()}
-        nets = {n: m for n, (m, _, _) in models.items()}
-        summ = profile.summary(nets, shapes)
-        for dev_name in devices:
-            dev = select_device(dev_name)
-            timed = bench_sizes is None or size in bench_sizes
-            if timed:
-                bench = profile.benchmark(nets, shapes, device=dev_name, warmup=warmup, repeats=repeats).set_index("model")
-            for n in nets:
-                rows.append({"model": n, "size": size, "device_kind": dev.type, "device": device_name(dev),
-                             "params": int(summ.loc[n, "params"]), "macs": int(summ.loc[n, "macs"]),
-                             "memory_traffic": int(summ.loc[n, "memory_traffic"]),
-                             "peak_bytes": _peak_bytes(nets[n], shapes[n], dev),
-                             "median_ms": float(bench.loc[n, "median_ms"]) if timed else np.nan,
-                             "throughput": float(bench.loc[n, "throughput"]) if timed else np.nan})
-            for m in nets.values():
-                m.to("cpu")
+    for _, r in sub.iterrows():
+        key = f"{r['method']}@{task}"
+        st = learned.get(key, {})
+        ceil = ceilings.get(r["method"], {})
+        row = {"method": "floor" if r["method"] == FLOOR else r["method"],
+               f"{metric} (mean [95% CI])": fmt_interval(r["mean"], r["low"], r["high"])}
+        if task == "nuclei":
+            row["ceiling AJI"] = f"{ceil['aji']:.2f}" if "aji" in ceil else "–"
+            row["post-processing"] = ceil.get("postprocess", "")
+        row["converged (seeds)"] = ("no training" if st.get("untrained") else f"{st['seeds_converged']}/{st['n_seeds']}") if st else "–"
+        row["beats floor"] = ("yes" if st.get("beats_floor") else "no") if st else "–"
+        if cost is not None and r["method"] in set(cost["method"]):
+            c = cost.set_index("method").loc[r["method"]]
+            row["params (k)"] = f"{c['params'] / 1e3:.0f}"
+            row["train (s)"] = f"{st.get('train_s', 0.0):.0f}" if st else "–"
+        rows.append(row)
     return pd.DataFrame(rows)
 
 
-def cost_display(cost: pd.DataFrame) -> pd.DataFrame:
-    """Readable cost table: M params, GMACs, traffic and peak in MB, latency ms, images/s."""
-    out = pd.DataFrame({
-        "model": cost["model"], "size": cost["size"], "device": cost["device"],
-        "params (M)": cost["params"] / 1e6, "GMACs": cost["macs"] / 1e9,
-        "traffic (MB)": cost["memory_traffic"] / 1e6, "peak (MB)": cost["peak_bytes"] / 1e6,
-        "latency (ms)": cost["median_ms"], "images/s": cost["throughput"],
-    })
-    return out
+# ---------------------------------------------------------------------------------------- cost
+def method_cost(name: str, model: Any, image: np.ndarray, task: str, repeats: int = 3, device: str = "cpu") -> dict[str, Any]:
+    """Parameters, MACs of one forward at ``image``'s size (rounded up to the method's multiple) and
+    the CPU latency of ``method.predict`` on ``image`` (median of ``repeats`` after one warm-up;
+    post-processing included)."""
+    import torch
+
+    from cellnb import profile
+    from cellnb.methods import get_method
+
+    method = get_method(name)
+    params = macs = 0
+    if isinstance(model, torch.nn.Module):
+        params = profile.count_params(model)
+        x = method.normalize(image)
+        m = max(1, int(method.multiple))
+        shape = (1, x.shape[0], -(-x.shape[1] // m) * m, -(-x.shape[2] // m) * m)
+        try:
+            macs = int(profile.count_macs(model, shape))
+        except Exception:  # a model whose forward needs more than an image
+            macs = 0
+    times = []
+    for i in range(repeats + 1):
+        t0 = time.perf_counter()
+        method.predict(model, image, task, device=device)
+        if i:
+            times.append(time.perf_counter() - t0)
+    return {"method": name, "params": int(params), "macs": int(macs), "latency_ms": 1e3 * float(np.median(times))}
+
+
+def paper_cost(name: str, task: str, in_channels: int, size: int = 256) -> dict[str, Any]:
+    """Parameters and MACs (counted on the meta device) of the method's ``paper`` size at ``size``²."""
+    from cellnb import profile
+    from cellnb.methods import get_method
+
+    method = get_method(name)
+    if not method.trainable or "paper" not in method.sizes:
+        return {"method": name, "paper_params": 0, "paper_macs": 0}
+    model = method.build("paper", in_channels=in_channels, task=task)
+    try:
+        macs = int(profile.count_macs(model, (1, in_channels, size, size), device="meta"))
+    except Exception:
+        macs = 0
+    return {"method": name, "paper_params": int(profile.count_params(model)), "paper_macs": macs}
+
+
+# ---------------------------------------------------------------------------- recommendations
+def recommendations(summary: pd.DataFrame, learned: Mapping[str, Mapping[str, Any]], cost: pd.DataFrame,
+                    ceilings: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> pd.DataFrame:
+    """Per task: the most accurate method that learned (beats its floor; trained ones also converged),
+    the cheapest (CPU latency) whose interval overlaps the best one's, and the methods that did not
+    learn; all read from the numbers."""
+    out = []
+    for task in summary.task.unique():
+        metric, better = TASK_METRIC[task]
+        sub = summary[(summary.task == task) & (summary.method != FLOOR)].copy()
+        if sub.empty:
+            continue
+        def learned_ok(m: str) -> bool:
+            st = learned.get(f"{m}@{task}")
+            return st is None or (bool(st.get("beats_floor")) and bool(st.get("converged", True)))
+
+        ok = [m for m in sub.method if learned_ok(m)]
+        cand = sub[sub.method.isin(ok)]
+        if cand.empty:
+            out.append({"task": TASK_TITLE.get(task, task), "most accurate": "none beats the floor", "also good, cheapest": "–",
+                        "did not learn": ", ".join(sub.method)})
+            continue
+        best = cand.sort_values("mean", ascending=better == "lower").iloc[0]
+        close = cand[(cand.low <= best.high) & (cand.high >= best.low)]
+        lat = cost.set_index("method")["latency_ms"] if len(cost) else pd.Series(dtype=float)
+        close = close.assign(latency=[float(lat.get(m, np.inf)) for m in close.method]).sort_values("latency")
+        cheap = close.iloc[0]
+        tc = ceilings.get(task, {})
+        capped_note = ""
+        if task == "nuclei":
+            capped = [m for m in cand.method if m in tc and floors.capped(tc[m]["aji"], [float(cand.set_index("method").loc[m, "mean"])])]
+            if capped:
+                capped_note = " (capped by its post-processing: " + ", ".join(capped) + ")"
+        out.append({
+            "task": TASK_TITLE.get(task, task),
+            "most accurate": f"{best.method}: {metric} {fmt_interval(best['mean'], best['low'], best['high'])}{capped_note}",
+            "also good, cheapest": (f"{cheap.method} ({cheap.latency:.0f} ms)" if cheap.method != best.method
+                                    else f"{best.method} (no cheaper method within its interval)"),
+            "did not learn": ", ".join(m for m in sub.method if m not in ok) or "–",
+        })
+    return pd.DataFrame(out, columns=["task", "most accurate", "also good, cheapest", "did not learn"])
+
+
+def which_method_figure(summary: pd.DataFrame, cost: pd.DataFrame, task: str,
+                        ceilings: Mapping[str, Mapping[str, Any]] | None = None):
+    """Accuracy (mean and 95 % interval) against four costs (parameters, MACs, CPU latency, training
+    time), with the floor (dashed line) and each post-processing's ceiling (open marker)."""
+    import matplotlib.pyplot as plt
+
+    metric, better = TASK_METRIC[task]
+    sub = summary[summary.task == task]
+    floor = sub[sub.method == FLOOR]
+    sub = sub[sub.method != FLOOR]
+    c = cost.set_index("method")
+    xs = [("params", "parameters"), ("macs", "MACs / image"), ("latency_ms", "CPU latency (ms)"), ("train_s", "training time (s)")]
+    fig, axes = plt.subplots(1, 4, figsize=(15, 3.4), sharey=True)
+    for ax, (col, label) in zip(axes, xs):
+        for i, (_, r) in enumerate(sub.iterrows()):
+            if r["method"] not in c.index:
+                continue
+            x = max(float(c.loc[r["method"], col]), 1.0)
+            colour = f"C{i}"
+            ax.errorbar([x], [r["mean"]], yerr=[[r["mean"] - r["low"]], [r["high"] - r["mean"]]], fmt="o", color=colour,
+                        capsize=3, label=r["method"])
+            if ceilings and r["method"] in ceilings and metric in ceilings[r["method"]]:
+                ax.plot([x], [ceilings[r["method"]][metric]], marker="^", mfc="none", color=colour, ls="none")
+        if len(floor):
+            ax.axhline(float(floor["mean"].iloc[0]), color="0.4", ls="--", lw=1)
+        ax.set_xscale("log")
+        ax.set_xlabel(label)
+    axes[0].set_ylabel(f"{metric} ({'lower' if better == 'lower' else 'higher'} is better)")
+    axes[0].legend(fontsize=7, loc="best")
+    note = "dashed: floor" + ("; open triangles: ceiling of the method's post-processing" if ceilings else "")
+    fig.suptitle(f"{TASK_TITLE.get(task, task)}: {metric} against cost ({note})", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def curves_figure(status: pd.DataFrame):
+    """Every trained model's validation curve (one panel per task, normalised by its first value)."""
+    import matplotlib.pyplot as plt
+
+    tasks = list(status.task.unique())
+    fig, axes = plt.subplots(1, max(1, len(tasks)), figsize=(3.6 * max(1, len(tasks)), 3.0), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        sub = status[status.task == task]
+        for i, method in enumerate(sub.method.unique()):
+            for j, (_, r) in enumerate(sub[sub.method == method].iterrows()):
+                c = np.asarray(r["val_curve"], float)
+                if len(c) and np.isfinite(c[0]) and c[0] != 0:
+                    ax.plot(np.linspace(0, 1, len(c)), c / abs(c[0]), color=f"C{i}", alpha=0.8, lw=1,
+                            label=method if j == 0 else None)
+        ax.set_title(TASK_TITLE.get(task, task), fontsize=9)
+        ax.set_xlabel("fraction of training")
+        ax.set_yscale("log")
+    axes[0][0].set_ylabel("validation loss / its first value")
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
 
 
 # ---------------------------------------------------------------------------------------- claims
 def gather_claims(chapters: Iterable[str], directory: str | Path | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Every claim of every chapter's best available result (``full``, else ``quick``, else ``smoke``).
 
-    Returns ``(claims, status)``: claims with columns ``chapter, profile, statement, paper,
-    measured, verdict, note``; status one row per chapter (``chapter, profile, claims``, profile
-    ``missing`` when the chapter has no results yet).
+    Returns ``(claims, status)``: claims with columns ``chapter, profile, statement, paper, kind,
+    basis, measured, verdict, note``; status one row per chapter (``chapter, profile, claims``,
+    profile ``missing`` when the chapter has no results yet, ``outdated`` when its result file has an
+    older schema).
     """
     from cellnb.report import verdict
     from cellnb.results import best_available
 
     rows, status = [], []
     for chapter in chapters:
-        record = best_available(chapter, directory)
+        try:
+            record = best_available(chapter, directory)
+        except ValueError:  # a result file of an older schema: regenerate it
+            status.append({"chapter": chapter, "profile": "outdated", "claims": 0})
+            continue
         if record is None:
             status.append({"chapter": chapter, "profile": "missing", "claims": 0})
             continue
         status.append({"chapter": chapter, "profile": record["profile"], "claims": len(record["claims"])})
         for c in record["claims"]:
             rows.append({"chapter": chapter, "profile": record["profile"], "statement": c["statement"],
-                         "paper": c["paper"], "measured": c["measured"], "verdict": verdict(c["holds"]),
-                         "note": c["note"]})
-    columns = ["chapter", "profile", "statement", "paper", "measured", "verdict", "note"]
+                         "paper": c["paper"], "kind": c.get("kind", "paper"), "basis": c.get("basis", "measured here"),
+                         "measured": c["measured"], "verdict": verdict(c["holds"]), "note": c["note"]})
+    columns = ["chapter", "profile", "statement", "paper", "kind", "basis", "measured", "verdict", "note"]
     return pd.DataFrame(rows, columns=columns), pd.DataFrame(status, columns=["chapter", "profile", "claims"])
 
 
 def claim_counts(claims: pd.DataFrame) -> dict[str, int]:
-    """``claims_total, claims_hold, claims_fail, claims_untestable`` from :func:`gather_claims`."""
-    v = claims["verdict"].tolist() if len(claims) else []
+    """``claims_total, claims_hold, claims_fail, claims_untestable`` over the **paper** claims of
+    :func:`gather_claims` (self-checks are not counted), and ``checks_total``."""
+    kind = claims["kind"] if "kind" in claims else pd.Series(["paper"] * len(claims))
+    v = claims.loc[kind.values == "paper", "verdict"].tolist() if len(claims) else []
     return {"claims_total": len(v), "claims_hold": v.count("holds"), "claims_fail": v.count("does not hold"),
-            "claims_untestable": v.count("not testable here")}
+            "claims_untestable": v.count("not testable here"), "checks_total": int((kind == "check").sum()) if len(claims) else 0}
 
 
 def reproduction_cost(chapters: Iterable[str], directory: str | Path | None = None) -> pd.DataFrame:
@@ -528,58 +673,24 @@ def reproduction_cost(chapters: Iterable[str], directory: str | Path | None = No
     return pd.DataFrame(rows, columns=["notebook", "profile", "device", "notebook_s", "runner_s"])
 
 
-def better(a: tuple[float, float], b: tuple[float, float], lower_is_better: bool) -> bool | None:
-    """Verdict for "A beats B" from (mean, std) over seeds: True if A is better by more than the
-    larger seed std, False if A is not better on average, None if better but within the spread."""
-    (ma, sa), (mb, sb) = a, b
-    diff = (mb - ma) if lower_is_better else (ma - mb)
-    if diff <= 0:
-        return False
-    return True if diff > max(sa, sb) else None
+def capped_verdict(verdict: verdicts.Verdict, ceiling: float, scores: Sequence[float]) -> verdicts.Verdict:
+    """``verdict`` made inconclusive (holds None) when the metric is capped by the post-processing
+    (:func:`cellnb.floors.capped`), with the ceiling named in the note."""
+    from dataclasses import replace
+
+    if not floors.capped(ceiling, scores):
+        return verdict
+    return replace(verdict, holds=None, reason="capped",
+                   note=verdict.note + f"; inconclusive: the metric is capped (ceiling {ceiling:.2f} near or below the scores)")
 
 
-def comparison_claims(flat: Mapping[str, float]) -> list[dict[str, Any]]:
-    """This chapter's own cross-paper claims from the flattened metrics; a claim whose metrics are
-    missing (e.g. no real data) is left out. Each: ``id, statement, paper, measured, holds, note``."""
-    claims = []
-
-    def pair(model: str, task: str, metric: str) -> tuple[float, float] | None:
-        key = f"{model}_{task}_{metric}"
-        return (flat[key], flat.get(key + "_std", 0.0)) if key in flat else None
-
-    specs = [
-        ("ssrnet", "count_gen", "mae", True, "SSRNet counts better (lower MAE) than the U-Net baseline on the same generated data", "SSRNet"),
-        ("elmgan", "count_gen", "mae", True, "ELMGAN's generator counts better than the U-Net baseline on the same generated data", "ELMGAN"),
-        ("ssrnet", "count_vgg", "mae", True, "SSRNet counts better than the U-Net baseline on the real VGG cells", "SSRNet"),
-        ("mc_unet", "nuclei", "aji", False, "MC-Unet separates touching nuclei better (AJI) than the U-Net baseline", "MC-Unet"),
-        ("u_se_resnet", "nuclei", "aji", False, "U-SE-ResNet separates touching nuclei better (AJI) than the U-Net baseline", "U-SE-ResNet"),
-        ("tiny_unet", "blood", "dice", False, "TinyU-Net segments blood smears better (Dice) than the U-Net baseline", "lowres_bloodcell / TinyU-Net"),
-    ]
-    for model, task, metric, lower, statement, paper in specs:
-        a, b = pair(model, task, metric), pair("unet", task, metric)
-        if a is None or b is None:
-            continue
-        claims.append({"id": f"{model}_vs_unet_{task}_{metric}", "statement": statement, "paper": f"{paper} (cross-paper)",
-                       "measured": round(a[0], 4), "holds": better(a, b, lower),
-                       "note": f"{metric}: {model} {a[0]:.3f} ± {a[1]:.3f} vs U-Net {b[0]:.3f} ± {b[1]:.3f} (mean ± std over seeds)"})
-    if "tiny_unet_macs_256" in flat and "unet_macs_256" in flat:
-        ratio = flat["tiny_unet_macs_256"] / flat["unet_macs_256"]
-        claims.append({"id": "tiny_unet_macs_vs_unet", "statement": "TinyU-Net needs under 5% of the classic U-Net's MACs at 256²",
-                       "paper": "TinyU-Net (cross-paper)", "measured": round(ratio, 4), "holds": ratio < 0.05,
-                       "note": "full-width paper configurations, MAC ratio at 256²"})
-    if "ssrnet_macs_256" in flat and "unet_macs_256" in flat:
-        ratio = flat["ssrnet_macs_256"] / flat["unet_macs_256"]
-        claims.append({"id": "ssrnet_macs_vs_unet", "statement": "SSRNet needs fewer MACs than the classic U-Net at 256²",
-                       "paper": "SSRNet (cross-paper)", "measured": round(ratio, 4), "holds": ratio < 1.0,
-                       "note": "full-width paper configurations, MAC ratio at 256²"})
-    return claims
-
-
-def pareto_frame(accuracy: pd.DataFrame, slim_cost: pd.DataFrame, task: str, metric: str) -> pd.DataFrame:
-    """One row per model: accuracy ``metric`` on ``task`` with the trained (slim) model's MACs and latency."""
-    acc = accuracy[accuracy["task"] == task].set_index("model")[metric]
-    cost = slim_cost.set_index("model")
-    models = [m for m in acc.index if m in cost.index]
-    return pd.DataFrame({"model": models, metric: [float(acc[m]) for m in models],
-                         "MACs": [float(cost.loc[m, "macs"]) for m in models],
-                         "latency_ms": [float(cost.loc[m, "median_ms"]) for m in models]})
+#: cross-method comparisons of this chapter: (id, task, a, b, margin, statement)
+COMPARISONS: tuple[tuple[str, str, str, str, float, str], ...] = (
+    ("mc_unet_vs_unet_nuclei_aji", "nuclei", "mc_unet", "unet", 0.0,
+     "MC-Unet (its density and boundary branches and their post-processing) separates touching nuclei better (AJI) "
+     "than the three-class U-Net baseline"),
+    ("u_se_resnet_vs_unet_nuclei_aji", "nuclei", "u_se_resnet", "unet", 0.0,
+     "U-SE-ResNet (mask + markers + watershed) separates touching nuclei better (AJI) than the three-class U-Net baseline"),
+    ("sr_pipeline_vs_hr_blood_dice", "blood", "mobilesr_tinyunet", "tiny_unet", -0.02,
+     "MobileSR → TinyU-Net on the ¼-resolution smear segments within 0.02 Dice of TinyU-Net on the high-resolution image"),
+)
