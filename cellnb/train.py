@@ -24,6 +24,15 @@ Conventions
   early-stopping state and RNG states (python, numpy, torch, CUDA, the DataLoader's generator)
   and are written atomically after every epoch; ``resume=True`` continues from one, so an
   interrupted run resumed equals an uninterrupted one on CPU.
+- Several processes (``torchrun --nproc_per_node N``, or several nodes through Slurm): when
+  ``torch.distributed`` is initialised, or torchrun's environment says so (then it is initialised
+  here: NCCL on CUDA, gloo otherwise, ``$CELLNB_DDP_BACKEND`` to choose), the model is wrapped in
+  ``DistributedDataParallel`` (each process on ``cuda:$LOCAL_RANK``), the training loader is
+  rebuilt with a ``DistributedSampler`` (shuffled when it was, reseeded every epoch) and the
+  validation loader split without padding; the logged losses and validation metrics are averaged
+  over all processes (weighted by samples), so every rank returns the same history; only rank 0
+  prints and writes checkpoints; BatchNorm statistics re-estimated at the end are averaged over
+  ranks. The caller's code does not change. ``history.attrs["world_size"]`` records the count.
 """
 
 from __future__ import annotations
@@ -240,9 +249,128 @@ def _weighted_mean(sums: Mapping[str, float], n: int) -> dict[str, float]:
     return {k: v / max(n, 1) for k, v in sums.items()}
 
 
+# --------------------------------------------------------------------------- distributed
+def _distributed_world() -> int:
+    """Initialise torch.distributed from torchrun's environment if needed; the world size (1: none)."""
+    from cellnb.utils import distributed_info, init_distributed
+
+    init_distributed()
+    return distributed_info()[1]
+
+
+class _ShardSampler(torch.utils.data.Sampler):
+    """Every ``world``-th index from ``rank``, without padding (evaluation: each sample counted once)."""
+
+    def __init__(self, n: int, rank: int, world: int) -> None:
+        self.indices = list(range(rank, n, world))
+
+    def __iter__(self):
+        return iter(self.indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+
+def _rebuild_loader(loader, sampler):
+    from torch.utils.data import DataLoader
+
+    if not isinstance(loader, DataLoader):
+        raise TypeError(f"distributed training needs torch DataLoaders, got {type(loader).__name__}")
+    if loader.batch_size is None:
+        raise ValueError("distributed training: the DataLoader must use batch_size (a custom batch_sampler "
+                         "cannot be split across processes); pass a DataLoader with a DistributedSampler")
+    return DataLoader(loader.dataset, batch_size=loader.batch_size, sampler=sampler, num_workers=loader.num_workers,
+                      collate_fn=loader.collate_fn, pin_memory=loader.pin_memory, drop_last=loader.drop_last,
+                      timeout=loader.timeout, worker_init_fn=loader.worker_init_fn, generator=loader.generator,
+                      persistent_workers=loader.persistent_workers if loader.num_workers > 0 else False)
+
+
+def _distributed_train_loader(loader):
+    """The training loader with a DistributedSampler (kept if it has one); returns (loader, sampler)."""
+    import torch.distributed as dist
+    from torch.utils.data import DistributedSampler, RandomSampler
+
+    if isinstance(getattr(loader, "sampler", None), DistributedSampler):
+        return loader, loader.sampler
+    shuffle = isinstance(loader.sampler, RandomSampler)
+    gen = getattr(loader, "generator", None) or getattr(loader.sampler, "generator", None)
+    seed = int(gen.initial_seed()) % 2**31 if isinstance(gen, torch.Generator) else 0
+    sampler = DistributedSampler(loader.dataset, num_replicas=dist.get_world_size(), rank=dist.get_rank(),
+                                 shuffle=shuffle, seed=seed, drop_last=loader.drop_last)
+    return _rebuild_loader(loader, sampler), sampler
+
+
+def _distributed_eval_loader(loader):
+    import torch.distributed as dist
+
+    if loader is None:
+        return None
+    return _rebuild_loader(loader, _ShardSampler(len(loader.dataset), dist.get_rank(), dist.get_world_size()))
+
+
+def _gather_sums(sums: Mapping[str, float], seen: int) -> tuple[dict[str, float], int]:
+    """Sum per-rank ``(sums, seen)`` over every process."""
+    import torch.distributed as dist
+
+    gathered: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, (dict(sums), int(seen)))
+    total: dict[str, float] = {}
+    for part, _ in gathered:
+        for k, v in part.items():
+            total[k] = total.get(k, 0.0) + v
+    return total, sum(n for _, n in gathered)
+
+
+def _rank0_decides(flag: bool) -> bool:
+    """Rank 0's value of ``flag`` on every rank (wall-clock budgets differ between processes)."""
+    import torch.distributed as dist
+
+    box = [bool(flag)]
+    dist.broadcast_object_list(box, src=0)
+    return bool(box[0])
+
+
+def _average_batchnorm(model: nn.Module) -> None:
+    """Average BatchNorm running statistics over ranks (each re-estimated them on its own shard)."""
+    import torch.distributed as dist
+
+    world = dist.get_world_size()
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.running_mean is not None:
+            for buf in (m.running_mean, m.running_var):
+                dist.all_reduce(buf)
+                buf.div_(world)
+
+
+def _wrap_ddp(model: nn.Module, device: torch.device) -> nn.Module:
+    from torch.nn.parallel import DistributedDataParallel
+
+    ids = [device.index] if device.type == "cuda" else None
+    # find_unused_parameters: multi-head models whose loss skips a head still train
+    return DistributedDataParallel(model, device_ids=ids, output_device=device.index if ids else None,
+                                   find_unused_parameters=True)
+
+
+def _is_rank0() -> bool:
+    from cellnb.utils import distributed_info
+
+    return distributed_info()[0] == 0
+
+
+def _barrier() -> None:
+    import torch.distributed as dist
+
+    dist.barrier()
+
+
 # --------------------------------------------------------------------------- fit
 def evaluate_loss(model: nn.Module, loader, loss_fn: LossFn, device: torch.device, amp: bool = False) -> dict[str, float]:
     """Mean loss and loss parts over ``loader`` (weighted by batch size), model in eval mode."""
+    sums, seen = _evaluate_sums(model, loader, loss_fn, device, amp)
+    return _weighted_mean(sums, seen)
+
+
+def _evaluate_sums(model: nn.Module, loader, loss_fn: LossFn, device: torch.device, amp: bool = False):
     was_training = model.training
     model.eval()
     sums: dict[str, float] = {}
@@ -260,7 +388,7 @@ def evaluate_loss(model: nn.Module, loader, loss_fn: LossFn, device: torch.devic
             for k, v in _as_float_parts(parts).items():
                 sums[k] = sums.get(k, 0.0) + v * n
     model.train(was_training)
-    return _weighted_mean(sums, seen)
+    return sums, seen
 
 
 def recalibrate_batchnorm(model: nn.Module, inputs: Iterable[torch.Tensor], device: torch.device | None = None) -> bool:
@@ -326,14 +454,24 @@ def fit(
     if epochs < 0:
         raise ValueError(f"epochs must be >= 0, got {epochs}")
     device = select_device(device) if not isinstance(device, torch.device) else device
+    world = _distributed_world()
+    distributed = world > 1
+    if distributed:
+        from cellnb.utils import distributed_device
+
+        device = distributed_device(device)
+        train_loader, train_sampler = _distributed_train_loader(train_loader)
+        val_loader = _distributed_eval_loader(val_loader)
     model.to(device)
+    net = _wrap_ddp(model, device) if distributed else model  # trains; ``model`` evaluates (no collectives)
+    rank0 = not distributed or _is_rank0()
     opt = _make_optimizer(optimizer, model.parameters(), lr, betas, weight_decay, momentum)
     per_step = isinstance(scheduler, str) and scheduler in PER_STEP_SCHEDULERS
     sched = _make_scheduler(scheduler, opt, epochs, len(train_loader) if per_step else 1, lr)
     use_amp = bool(amp) and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     stopper = _EarlyStopping(**early_stopping) if early_stopping else None
-    mode = _progress_mode(progress)
+    mode = _progress_mode(progress) if rank0 else "off"
     rows: list[dict[str, Any]] = []
     start_epoch = 1
     elapsed_before = 0.0
@@ -364,6 +502,8 @@ def fit(
     for epoch in range(start_epoch, epochs + 1):
         t_epoch = time.perf_counter()
         model.train()
+        if distributed:
+            train_sampler.set_epoch(epoch)
         sums: dict[str, float] = {}
         seen = 0
         current_lr = float(opt.param_groups[0]["lr"])
@@ -372,7 +512,7 @@ def fit(
             batch = _to_device(batch, device)
             opt.zero_grad(set_to_none=True)
             with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
-                outputs = model(batch["image"])
+                outputs = net(batch["image"])
                 total, parts = loss_fn(outputs, batch)
             parts = _as_float_parts(parts)
             _check_finite(total, parts, epoch, step)
@@ -394,20 +534,30 @@ def fit(
                 bar.set_postfix(loss=f"{sums['train_loss'] / seen:.4g}")
         if bar is not None:
             bar.close()
+        if distributed:
+            sums, seen = _gather_sums(sums, seen)
         if seen == 0:
             raise ValueError("train_loader yielded no batches")
         row: dict[str, Any] = {"epoch": epoch, **_weighted_mean(sums, seen)}
         if val_loader is not None:
-            val = evaluate_loss(model, val_loader, loss_fn, device, amp=use_amp)
+            val_sums, val_seen = _evaluate_sums(model, val_loader, loss_fn, device, amp=use_amp)
+            if distributed:
+                val_sums, val_seen = _gather_sums(val_sums, val_seen)
+            val = _weighted_mean(val_sums, val_seen)
             row["val_loss"] = val.pop("loss")
             row.update({f"val_{k}": v for k, v in val.items()})
             if val_fn is not None:
                 was_training = model.training
                 model.eval()
+                n_local = len(val_loader.sampler) if distributed else 1
                 with torch.no_grad():
-                    metrics = val_fn(model, val_loader, device)
+                    metrics = val_fn(model, val_loader, device) if n_local else {}
                 model.train(was_training)
-                row.update({(k if k.startswith("val_") else f"val_{k}"): float(v) for k, v in metrics.items()})
+                metrics = {(k if k.startswith("val_") else f"val_{k}"): float(v) for k, v in metrics.items()}
+                if distributed:  # mean over ranks, weighted by each rank's validation samples
+                    totals, n_all = _gather_sums({k: v * n_local for k, v in metrics.items()}, n_local)
+                    metrics = _weighted_mean(totals, n_all)
+                row.update(metrics)
         row["lr"] = current_lr
         if sched is not None and not per_step:
             if isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
@@ -422,9 +572,10 @@ def fit(
             print(_epoch_line(row), flush=True)
         if stopper is not None and stopper.step(row, model):
             stop_reason = "early_stopping"
-        elif time_budget_s is not None and time.perf_counter() - t_start > time_budget_s:
+        elif time_budget_s is not None and (_rank0_decides(time.perf_counter() - t_start > time_budget_s)
+                                            if distributed else time.perf_counter() - t_start > time_budget_s):
             stop_reason = "time_budget"
-        if checkpoint_path is not None:
+        if checkpoint_path is not None and rank0:
             save_checkpoint(checkpoint_path, {
                 "model": model.state_dict(),
                 "optimizer": opt.state_dict(),
@@ -437,6 +588,8 @@ def fit(
                 "stop_reason": stop_reason if stop_reason != "completed" else None,
                 "rng": rng_state(train_loader),
             })
+        if checkpoint_path is not None and distributed:
+            _barrier()  # the checkpoint is complete before any rank goes on (or resumes from it)
         if stop_reason != "completed":
             if mode != "off":
                 print(f"stopped after epoch {epoch}: {stop_reason}", flush=True)
@@ -446,8 +599,11 @@ def fit(
         model.load_state_dict(stopper.best_state)
     history = pd.DataFrame(rows)
     history.attrs["stop_reason"] = stop_reason
+    history.attrs["world_size"] = world
     history.attrs["bn_recalibrated"] = bool(update_bn) and recalibrate_batchnorm(
         model, (batch["image"] for batch in train_loader), device)
+    if distributed and history.attrs["bn_recalibrated"]:
+        _average_batchnorm(model)
     if stopper is not None:
         history.attrs["best_epoch"] = stopper.best_epoch
         history.attrs["best_value"] = stopper.best
@@ -576,14 +732,26 @@ def fit_gan(
     if d_steps < 1:
         raise ValueError(f"d_steps must be >= 1, got {d_steps}")
     device = select_device(device) if not isinstance(device, torch.device) else device
+    world = _distributed_world()
+    distributed = world > 1
+    if distributed:
+        from cellnb.utils import distributed_device
+
+        device = distributed_device(device)
+        train_loader, train_sampler = _distributed_train_loader(train_loader)
     generator.to(device)
     discriminator.to(device)
+    # DDP modules train; the plain discriminator judges for the generator step (its weights are
+    # frozen there, so DDP must not wait for its gradients)
+    net_g = _wrap_ddp(generator, device) if distributed else generator
+    net_d = _wrap_ddp(discriminator, device) if distributed else discriminator
+    rank0 = not distributed or _is_rank0()
     opt_g = torch.optim.Adam(generator.parameters(), lr=lr_g, betas=betas)
     opt_d = torch.optim.Adam(discriminator.parameters(), lr=lr_d, betas=betas)
     use_amp = bool(amp) and device.type == "cuda"
     scaler_g = torch.amp.GradScaler("cuda", enabled=use_amp)
     scaler_d = torch.amp.GradScaler("cuda", enabled=use_amp)
-    mode = _progress_mode(progress)
+    mode = _progress_mode(progress) if rank0 else "off"
     rows: list[dict[str, Any]] = []
     start_epoch, elapsed_before = 1, 0.0
     if resume:
@@ -611,13 +779,15 @@ def fit_gan(
         t_epoch = time.perf_counter()
         generator.train()
         discriminator.train()
+        if distributed:
+            train_sampler.set_epoch(epoch)
         sums: dict[str, float] = {}
         seen = 0
         bar = _epoch_bar(mode, train_loader, epoch, epochs)
         for step, batch in enumerate(train_loader, start=1):
             batch = _to_device(batch, device)
             with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
-                outputs = generator(batch["image"])
+                outputs = net_g(batch["image"])
             detached = ({k: v.detach() for k, v in outputs.items()} if isinstance(outputs, Mapping)
                         else outputs.detach())
             # --- discriminator step(s)
@@ -625,8 +795,8 @@ def fit_gan(
             for _ in range(d_steps):
                 opt_d.zero_grad(set_to_none=True)
                 with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
-                    d_real = discriminator(*_as_tuple(real_inputs(batch)))
-                    d_fake = discriminator(*_as_tuple(fake_inputs(batch, detached)))
+                    d_real = net_d(*_as_tuple(real_inputs(batch)))
+                    d_fake = net_d(*_as_tuple(fake_inputs(batch, detached)))
                     d_total, d_parts = _loss_and_parts(d_loss_fn(d_real, d_fake), "d_loss")
                 _check_finite(d_total, d_parts, epoch, step, "discriminator loss")
                 scaler_d.scale(d_total).backward()
@@ -654,6 +824,8 @@ def fit_gan(
                 bar.set_postfix(d=f"{sums['d_loss'] / seen:.3g}", g=f"{sums['g_loss'] / seen:.3g}")
         if bar is not None:
             bar.close()
+        if distributed:
+            sums, seen = _gather_sums(sums, seen)
         if seen == 0:
             raise ValueError("train_loader yielded no batches")
         row: dict[str, Any] = {"epoch": epoch, **_weighted_mean(sums, seen),
@@ -664,9 +836,10 @@ def fit_gan(
         rows.append(row)
         if mode != "off":
             print(_epoch_line(row), flush=True)
-        if time_budget_s is not None and time.perf_counter() - t_start > time_budget_s:
+        over_budget = time_budget_s is not None and time.perf_counter() - t_start > time_budget_s
+        if _rank0_decides(over_budget) if distributed else over_budget:
             stop_reason = "time_budget"
-        if checkpoint_path is not None:
+        if checkpoint_path is not None and rank0:
             save_checkpoint(checkpoint_path, {
                 "generator": generator.state_dict(), "discriminator": discriminator.state_dict(),
                 "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(), "epoch": epoch,
@@ -674,14 +847,19 @@ def fit_gan(
                 "stop_reason": stop_reason if stop_reason != "completed" else None,
                 "rng": rng_state(train_loader),
             })
+        if checkpoint_path is not None and distributed:
+            _barrier()
         if stop_reason != "completed":
             if mode != "off":
                 print(f"stopped after epoch {epoch}: {stop_reason}", flush=True)
             break
     history = pd.DataFrame(rows)
     history.attrs["stop_reason"] = stop_reason
+    history.attrs["world_size"] = world
     history.attrs["bn_recalibrated"] = bool(update_bn) and recalibrate_batchnorm(
         generator, (batch["image"] for batch in train_loader), device)
+    if distributed and history.attrs["bn_recalibrated"]:
+        _average_batchnorm(generator)
     return history
 
 

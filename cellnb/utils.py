@@ -136,3 +136,64 @@ def real_dataset_dir(data_root: str | os.PathLike | None, name: str) -> Path | N
 def results_dir() -> Path:
     """Where result JSON files go: ``$CELLNB_RESULTS_DIR`` or ``<repo>/results``."""
     return Path(os.environ.get(RESULTS_DIR_ENV) or REPO_ROOT / "results")
+
+
+# ------------------------------------------------------------------------------ distributed (torchrun)
+DDP_BACKEND_ENV = "CELLNB_DDP_BACKEND"
+
+
+def launched_distributed() -> bool:
+    """True when started by ``torchrun`` (or Slurm through it) with more than one process."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and "MASTER_ADDR" in os.environ
+
+
+def init_distributed(backend: str | None = None) -> bool:
+    """Initialise ``torch.distributed`` from torchrun's environment, once; True when a group of more
+    than one process is in force.
+
+    Backend: ``$CELLNB_DDP_BACKEND``, else NCCL when CUDA is available, else gloo. Nothing happens
+    outside torchrun (a plain ``python`` run stays single-process).
+    """
+    import torch
+    import torch.distributed as dist
+
+    if not dist.is_available():
+        return False
+    if dist.is_initialized():
+        return dist.get_world_size() > 1
+    if not launched_distributed():
+        return False
+    backend = backend or os.environ.get(DDP_BACKEND_ENV) or ("nccl" if torch.cuda.is_available() else "gloo")
+    if backend == "nccl":
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    dist.init_process_group(backend)
+    return dist.get_world_size() > 1
+
+
+def distributed_info() -> tuple[int, int]:
+    """``(rank, world size)`` of the initialised process group, ``(0, 1)`` without one."""
+    try:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            return dist.get_rank(), dist.get_world_size()
+    except ImportError:  # pragma: no cover
+        pass
+    return 0, 1
+
+
+def is_main_process() -> bool:
+    """Rank 0 of a distributed run, or a plain single-process run: the one process that writes files."""
+    rank, _ = distributed_info()
+    return rank == 0 and int(os.environ.get("RANK", "0")) == 0
+
+
+def distributed_device(device):
+    """Under torchrun with CUDA, ``cuda`` (no index) means this process's GPU, ``cuda:$LOCAL_RANK``."""
+    import torch
+
+    device = torch.device(device)
+    if device.type == "cuda" and device.index is None and distributed_info()[1] > 1:
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    return device
