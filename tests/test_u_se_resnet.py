@@ -169,7 +169,7 @@ def test_postprocess_rejects_mismatched_maps():
 
 
 def test_percentile_normalisation_clips_one_percent_tails():
-    from cellnb.experiments.u_se_resnet import normalize_percentile
+    from cellnb.methods.u_se_resnet import normalize_percentile
 
     img = np.arange(10000, dtype=np.uint16).reshape(100, 100)
     img[0, 0] = 65535  # hot pixel
@@ -180,17 +180,118 @@ def test_percentile_normalisation_clips_one_percent_tails():
     assert out[50, 0] == pytest.approx((5000 - np.percentile(img, 1)) / (np.percentile(img, 99) - np.percentile(img, 1)), rel=1e-4)
 
 
-def test_instance_scores_and_verdict():
-    from cellnb.experiments.u_se_resnet import instance_scores, verdict
+def test_image_scores_hand_checked():
+    from cellnb.experiments.u_se_resnet import image_scores
 
-    true = np.zeros((1, 10, 10), np.int32)
-    true[0, :5, :5], true[0, 5:, 5:] = 1, 2
+    true = np.zeros((10, 10), np.int32)
+    true[:5, :5], true[5:, 5:] = 1, 2
     pred = np.zeros_like(true)
-    pred[0, :5, :5] = 7  # perfect match of cell 1, cell 2 missed, one false positive
-    pred[0, 6:8, 0:2] = 3
-    s = instance_scores(true, pred)
-    assert (s["tp"], s["fp"], s["fn"]) == (1, 1, 1)
-    assert s["instance_f1"] == pytest.approx(0.5) and s["ap50"] == pytest.approx(1 / 3)
+    pred[:5, :5] = 7  # perfect match of cell 1, cell 2 missed, one false positive of 4 px
+    pred[6:8, 0:2] = 3
+    s = image_scores(true, pred)
+    assert s["ap50"] == pytest.approx(1 / 3)  # TP 1 / (TP 1 + FP 1 + FN 1)
     assert s["dice"] == pytest.approx(2 * 25 / (50 + 29))
-    assert verdict(0.05, 0.01, 2) is True and verdict(-0.05, 0.01, 2) is False
-    assert verdict(0.005, 0.01, 2) is None and verdict(0.5, 0.0, 1) is None
+    assert s["seg"] == pytest.approx(0.5)  # cell 1 Jaccard 1, cell 2 unmatched 0
+    assert s["aji"] == pytest.approx(25 / (25 + 25 + 4))  # unmatched truth and prediction join the union
+    assert 0.0 < s["boundary_f1"] < 1.0
+
+
+def test_boundary_f1_perfect_empty_and_shifted():
+    from cellnb.experiments.u_se_resnet import boundary_f1
+
+    lab = np.zeros((20, 20), np.int32)
+    lab[5:15, 5:15] = 1
+    assert boundary_f1(lab, lab) == 1.0
+    assert boundary_f1(np.zeros_like(lab), np.zeros_like(lab)) == 1.0
+    assert boundary_f1(lab, np.zeros_like(lab)) == 0.0
+    shifted = np.roll(lab, 1, axis=1)  # 1 px shift: within the 1.5 px tolerance
+    assert boundary_f1(lab, shifted) == 1.0
+    assert boundary_f1(lab, np.roll(lab, 4, axis=1)) < 0.6
+
+
+def test_paired_broadcasts_reference_rows_over_seeds():
+    import pandas as pd
+
+    from cellnb.experiments.u_se_resnet import paired
+
+    rows = [{"task": "t", "variant": "m", "post": "markers", "seed": s, "image": i, "ap50": 10 * s + i}
+            for s in (0, 1, 2) for i in (0, 1)]
+    rows += [{"task": "t", "variant": "floor", "post": "otsu_watershed", "seed": -1, "image": i, "ap50": 0.5}
+             for i in (0, 1)]
+    a, b, g = paired(pd.DataFrame(rows), "t", "ap50", ("m", "markers"), ("floor", "otsu_watershed"))
+    assert a.tolist() == [0, 1, 10, 11, 20, 21] and b.tolist() == [0.5] * 6 and g.tolist() == [0, 0, 1, 1, 2, 2]
+
+
+# ------------------------------------------------------------------------------------ method layer
+
+
+def test_method_registered_with_tasks_sizes_losses():
+    from cellnb.methods import get_method, list_methods
+
+    m = get_method("u_se_resnet")
+    assert "u_se_resnet" in list_methods("instances") and set(m.tasks) == {"mask", "instances", "count"}
+    assert sum(p.numel() for p in m.build("paper").parameters()) == 35_045_970
+    assert m.losses[0] == "edge_weighted_bce"
+    assert m.loss("bce", total_steps=10).set_epoch(9) == 0.0
+    assert m.loss(total_steps=12).set_epoch(5) == pytest.approx(1.0)  # step 5 of 12 = epoch 50 of 120
+    with pytest.raises(ValueError, match="choose from"):
+        m.loss("dice")
+    with pytest.raises(ValueError, match="size"):
+        m.build("huge")
+    with pytest.raises(ValueError, match="does not do task"):
+        m.build("tiny", task="sr")
+
+
+def test_method_targets_from_labels():
+    from cellnb.methods import get_method
+
+    labels = np.zeros((12, 12), np.int32)
+    labels[2:8, 2:8] = 1
+    t = get_method("u_se_resnet").targets({"image": np.zeros((12, 12)), "labels": labels}, erosion=3)
+    assert set(t) == {"mask", "marker", "weight"} and t["mask"].shape == (1, 12, 12)
+    assert t["mask"].sum() == 36
+    assert t["marker"].sum() == 16  # 6x6 square eroded by a 3x3 square -> 4x4
+    with pytest.raises(KeyError, match="labels"):
+        get_method("u_se_resnet").targets({"image": np.zeros((4, 4))})
+
+
+def test_method_trains_predicts_odd_sizes_and_round_trips():
+    from cellnb import data
+    from cellnb.methods import get_method
+
+    m = get_method("u_se_resnet")
+    samples = [{"image": s["image"], "labels": s["labels"]} for s in (data.nuclei(i, size=64) for i in range(3))]
+    model = m.build("tiny")
+    hist = m.train(model, samples[:2], samples[2:], steps=4, batch_size=2, crop=32, n_evals=2, seed=0)
+    assert list(hist.step) == [2, 4] and np.isfinite(hist.val_loss).all() and hist.attrs["steps_per_s"] > 0
+    image = np.random.default_rng(0).random((45, 70)).astype(np.float32)
+    pred = m.predict(model, image)
+    assert pred.foreground.shape == (45, 70) and pred.labels.shape == (45, 70)
+    assert pred.maps["marker"].shape == (45, 70) and pred.count == float(pred.labels.max())
+    clone = m.build("tiny")
+    clone.load_state_dict(model.state_dict())
+    again = m.predict(clone.eval(), image)
+    np.testing.assert_allclose(again.foreground, pred.foreground, atol=1e-6)
+
+
+def test_oracle_ceiling_of_markers_is_high_and_cc_low_on_touching_nuclei():
+    from cellnb import data, floors
+    from cellnb.methods import get_method
+
+    m = get_method("u_se_resnet")
+    labels = [data.nuclei(i, size=128)["labels"] for i in range(2)]
+    marker = floors.instance_ceiling(lambda o: m.instances_from_maps(o["mask"], o["marker"], min_size=15).labels, labels, erosion=4)
+    cc = floors.instance_ceiling(lambda o: m.instances_from_maps(o["mask"], o["marker"], min_size=15, use_markers=False).labels,
+                                 labels, erosion=4)
+    assert marker["aji"] >= 0.9 and marker["ap50"] >= 0.9
+    assert cc["aji"] < 0.6  # connected components of the perfect mask merge touching nuclei
+
+
+def test_settings_share_keys_and_smoke_is_small():
+    from cellnb import config
+    from cellnb.experiments import u_se_resnet as exp
+
+    for profile in ("smoke", "quick", "full"):
+        cfg = config.settings_for(exp.SETTINGS, profile)
+        assert cfg["crop"] % 32 == 0 and cfg["n_evals"] >= 8
+    assert config.settings_for(exp.SETTINGS, "quick")["n_seeds"] >= 3
