@@ -1,0 +1,238 @@
+"""Sim-to-real: does an instance method trained on generated nuclei work on real ones?
+
+:func:`evaluate` trains a :mod:`cellnb.methods` method for ``task="instances"`` under three
+scenarios and tests it on the real Hoechst frames 5–9 of :func:`cellnb.data.load_ndev_nuclei`:
+
+- ``"generated"``: trained on generated nuclei only (default ``cellnb.data.nuclei(regime="hoechst")``,
+  the generator matched to this real set; any ``seed -> sample`` function can be passed);
+- ``"real"``: trained on the real frames 0–4 only (random crops, flips, 90° rotations: the
+  method's own augmentation);
+- ``"generated+real"``: the ``generated`` model fine-tuned on the real frames 0–4.
+
+Next to them: the classical floor :func:`cellnb.floors.otsu_watershed` on the same test frames, and
+the ceiling of the method's own post-processing on the oracle maps of the test labels
+(:func:`ceiling_fn`). Scores per test frame and seed: AJI, AP@0.5 and foreground Dice
+(:func:`cellnb.floors.instance_scores`).
+
+Frames of one sequence are correlated (the same field, minutes apart), so the split is by time:
+frames 0–4 train, 5–9 test. The validation data (for the convergence curve) is a held-out part of
+the training data, never a test frame: the right-most :data:`VAL_COLUMNS` columns of frames 0–4
+(rows 0–191, a size every method's network accepts), the rest of those frames being the training
+images; for generated training, a fifth of the generated images.
+
+The real labels leave out very bright mitotic / apoptotic nuclei and a few dim ones (see the data
+chapter): a method that segments them is charged false positives, the floor and the ceiling alike.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["SCENARIOS", "TRAIN_FRAMES", "TEST_FRAMES", "VAL_COLUMNS", "real_split", "generated_samples",
+           "ceiling_fn", "evaluate", "summary", "floor_verdict"]
+
+SCENARIOS = ("generated", "real", "generated+real")
+TRAIN_FRAMES = (0, 1, 2, 3, 4)
+TEST_FRAMES = (5, 6, 7, 8, 9)
+VAL_COLUMNS = 128
+VAL_ROWS = 192
+METRICS = ("ap50", "aji", "dice")
+
+
+def _sample(image: np.ndarray, labels: np.ndarray) -> dict[str, np.ndarray]:
+    from cellnb.methods.training import instance_centres
+
+    labels = _relabel(labels)
+    return {"image": np.ascontiguousarray(image, dtype=np.float32), "labels": labels,
+            "mask": (labels > 0).astype(np.uint8), "points": instance_centres(labels)}
+
+
+def _relabel(labels: np.ndarray) -> np.ndarray:
+    from skimage.segmentation import relabel_sequential
+
+    return relabel_sequential(np.asarray(labels, dtype=np.int32))[0].astype(np.int32)
+
+
+def real_split(real: Mapping[str, Any] | None = None) -> dict[str, list[dict[str, np.ndarray]]]:
+    """The real frames as annotated samples: ``train`` (frames 0–4 without their right-most
+    :data:`VAL_COLUMNS` columns), ``val`` (those columns, rows 0–191) and ``test`` (whole frames 5–9)."""
+    from cellnb import data
+
+    real = data.load_ndev_nuclei() if real is None else real
+    frames, labels = real["frames"], real["labels"]
+    w = frames.shape[-1]
+    train = [_sample(frames[t][:, : w - VAL_COLUMNS], labels[t][:, : w - VAL_COLUMNS]) for t in TRAIN_FRAMES]
+    val = [_sample(frames[t][:VAL_ROWS, w - VAL_COLUMNS:], labels[t][:VAL_ROWS, w - VAL_COLUMNS:]) for t in TRAIN_FRAMES]
+    test = [_sample(frames[t], labels[t]) for t in TEST_FRAMES]
+    return {"train": train, "val": val, "test": test}
+
+
+def generated_samples(n: int, seed: int, generator: Callable[[int], Mapping[str, Any]] | None = None,
+                      size: int = 256) -> list[dict[str, np.ndarray]]:
+    """``n`` generated annotated samples; default ``cellnb.data.nuclei(s, size, regime="hoechst")``."""
+    from cellnb import data
+
+    gen = generator or (lambda s: data.nuclei(s, size=size, regime="hoechst"))
+    out = []
+    for i in range(n):
+        s = gen(seed + i)
+        out.append(_sample(s["image"], s["labels"]))
+    return out
+
+
+def ceiling_fn(method) -> Callable[[np.ndarray], np.ndarray]:
+    """``true labels -> predicted labels`` of the method's own post-processing on perfect maps."""
+    from cellnb import floors
+
+    name = method.name
+    if name == "mc_unet":
+        from cellnb.methods import mc_unet
+
+        return lambda lab: method.postprocess_maps(mc_unet.oracle_inputs(lab))
+    if name == "u_se_resnet":
+        def use(lab):
+            maps = floors.oracle_maps(lab, erosion=method.erosion)
+            return method.instances_from_maps(maps["mask"], maps["marker"]).labels
+
+        return use
+    if name == "classical":
+        return lambda lab: floors.distance_watershed(lab > 0)
+    if hasattr(method, "instances_from_maps"):
+        return lambda lab: method.instances_from_maps(floors.oracle_maps(lab))
+    raise ValueError(f"no ceiling post-processing known for method {name!r}")
+
+
+def _scores(true_list: Sequence[np.ndarray], pred_list: Sequence[np.ndarray]) -> list[dict[str, float]]:
+    from cellnb import floors
+
+    return [floors.instance_scores(t, p) for t, p in zip(true_list, pred_list)]
+
+
+def evaluate(method_name: str, *, seeds: Sequence[int] = (0, 1, 2), size: str = "slim", steps: int = 300,
+             finetune_steps: int | None = None, n_generated: int = 40, generator: Callable[[int], Mapping[str, Any]] | None = None,
+             scenarios: Sequence[str] = SCENARIOS, train_kwargs: Mapping[str, Any] | None = None,
+             finetune_lr: float | None = None, device: str = "cpu", real: Mapping[str, Any] | None = None,
+             predict_kwargs: Mapping[str, Any] | None = None, progress: bool = False) -> dict[str, Any]:
+    """Train ``method_name`` under each scenario for each seed and score it on real frames 5–9.
+
+    ``steps``: optimiser steps of each training from scratch (``generated``, ``real``);
+    ``finetune_steps`` (default ``steps // 2``) of the real fine-tuning in ``generated+real``, with
+    learning rate ``finetune_lr`` (default the method's ``lr`` / 3). ``train_kwargs`` go to
+    ``method.train`` (``batch_size``, ``crop``, ``lr``, …). Generated training images use seeds
+    ``1_000_000 + 1000 * seed + i`` (disjoint from every chapter's).
+
+    Returns a dict: ``scores`` (DataFrame: scenario, seed, frame, ap50, aji, dice), ``floor``
+    (DataFrame: frame, ap50, aji, dice of Otsu + watershed), ``ceiling`` (dict of means) and
+    ``ceiling_frames`` (DataFrame), ``histories`` ({(scenario, seed): DataFrame with ``val_loss``}),
+    ``steps_per_s`` ({scenario: mean}), ``seconds``, and the settings.
+    """
+    from cellnb import floors
+    from cellnb.methods import get_method
+    from cellnb.utils import seed_everything
+
+    unknown = set(scenarios) - set(SCENARIOS)
+    if unknown:
+        raise ValueError(f"unknown scenarios {sorted(unknown)}; choose from {list(SCENARIOS)}")
+    if "generated+real" in scenarios and "generated" not in scenarios:
+        raise ValueError("'generated+real' fine-tunes the 'generated' model: include 'generated'")
+    method = get_method(method_name)
+    method.check_task("instances")
+    split = real_split(real)
+    test_true = [s["labels"] for s in split["test"]]
+    tk = dict(train_kwargs or {})
+    ft_steps = int(finetune_steps) if finetune_steps is not None else max(1, steps // 2)
+    predict_kwargs = dict(predict_kwargs or {})
+    t0 = time.perf_counter()
+
+    floor_rows = _scores(test_true, [floors.otsu_watershed(s["image"]) for s in split["test"]])
+    floor = pd.DataFrame([{"frame": f, **r} for f, r in zip(TEST_FRAMES, floor_rows)])
+    ceil = ceiling_fn(method)
+    ceil_rows = _scores(test_true, [ceil(t) for t in test_true])
+    ceiling_frames = pd.DataFrame([{"frame": f, **r} for f, r in zip(TEST_FRAMES, ceil_rows)])
+
+    rows, histories, speeds = [], {}, {s: [] for s in scenarios}
+
+    def train(model, train_s, val_s, n_steps, seed, **extra):
+        hist = method.train(model, train_s, val_s, "instances", steps=n_steps, seed=seed, device=device,
+                            progress=progress, **{**tk, **extra})
+        return hist
+
+    def score(model, scenario, seed):
+        preds = [method.predict(model, s["image"], "instances", device=device, **predict_kwargs).labels for s in split["test"]]
+        for f, r in zip(TEST_FRAMES, _scores(test_true, preds)):
+            rows.append({"scenario": scenario, "seed": int(seed), "frame": f, **r})
+
+    for seed in seeds:
+        if "generated" in scenarios:
+            seed_everything(seed)
+            gen = generated_samples(n_generated, 1_000_000 + 1000 * int(seed), generator)
+            n_val = max(1, len(gen) // 5)
+            model = method.build(size, in_channels=1, task="instances")
+            hist = train(model, gen[n_val:], gen[:n_val], steps, seed)
+            histories[("generated", seed)] = hist
+            speeds["generated"].append(hist.attrs.get("steps_per_s", float("nan")))
+            score(model, "generated", seed)
+            if "generated+real" in scenarios:
+                lr = finetune_lr if finetune_lr is not None else tk.get("lr", 1e-3) / 3
+                hist = train(model, split["train"], split["val"], ft_steps, seed, lr=lr)
+                histories[("generated+real", seed)] = hist
+                speeds["generated+real"].append(hist.attrs.get("steps_per_s", float("nan")))
+                score(model, "generated+real", seed)
+        if "real" in scenarios:
+            seed_everything(seed)
+            model = method.build(size, in_channels=1, task="instances")
+            hist = train(model, split["train"], split["val"], steps, seed)
+            histories[("real", seed)] = hist
+            speeds["real"].append(hist.attrs.get("steps_per_s", float("nan")))
+            score(model, "real", seed)
+    return {
+        "method": method_name, "size": size, "steps": steps, "finetune_steps": ft_steps, "seeds": list(seeds),
+        "n_generated": n_generated, "scores": pd.DataFrame(rows), "floor": floor,
+        "ceiling": {k: float(ceiling_frames[k].mean()) for k in METRICS}, "ceiling_frames": ceiling_frames,
+        "histories": histories, "steps_per_s": {k: float(np.mean(v)) for k, v in speeds.items() if v},
+        "seconds": time.perf_counter() - t0,
+    }
+
+
+def _paired(result: Mapping[str, Any], scenario: str, metric: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    s = result["scores"]
+    s = s[s["scenario"] == scenario].sort_values(["seed", "frame"])
+    floor = result["floor"].set_index("frame")[metric]
+    return s[metric].to_numpy(float), floor.loc[s["frame"]].to_numpy(float), s["seed"].to_numpy()
+
+
+def summary(result: Mapping[str, Any]) -> pd.DataFrame:
+    """One row per scenario, then the floor and the ceiling: mean of each metric over frames and
+    seeds with its 95 % interval (bootstrap over seeds, then frames), and whether it beats the
+    floor (:func:`cellnb.verdicts.beats_floor` on AP@0.5)."""
+    from cellnb import verdicts
+
+    rows = []
+    for scenario in [s for s in SCENARIOS if s in set(result["scores"]["scenario"])]:
+        row: dict[str, Any] = {"training": scenario}
+        for m in METRICS:
+            vals, fl, groups = _paired(result, scenario, m)
+            mean, lo, hi = verdicts.bootstrap_interval(vals, groups)
+            row[m] = mean
+            row[f"{m} 95% interval"] = f"[{lo:.3f}, {hi:.3f}]"
+        vals, fl, groups = _paired(result, scenario, "ap50")
+        row["beats floor (AP@0.5)"] = verdicts.beats_floor(vals, fl, better="higher", groups=groups)
+        rows.append(row)
+    floor = {"training": "floor: Otsu + watershed", **{m: float(result["floor"][m].mean()) for m in METRICS}}
+    ceiling = {"training": "ceiling: oracle maps", **result["ceiling"]}
+    return pd.DataFrame(rows + [floor, ceiling])
+
+
+def floor_verdict(result: Mapping[str, Any], scenario: str, metric: str = "ap50", *, margin: float = 0.0,
+                  learned: Mapping[str, bool] | None = None):
+    """:func:`cellnb.verdicts.compare` of "``scenario`` beats the classical floor on ``metric``",
+    paired per test frame and seed (the floor is deterministic, so it repeats over seeds)."""
+    from cellnb import verdicts
+
+    vals, fl, groups = _paired(result, scenario, metric)
+    return verdicts.compare(vals, fl, better="higher", groups=groups, margin=margin, learned=learned,
+                            labels=(f"{result['method']} ({scenario})", "Otsu + watershed"))
