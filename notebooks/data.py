@@ -305,12 +305,12 @@ if real_nuclei is not None:
 # %% [markdown]
 # ### Closing the gap
 #
-# The generators the chapters used were far from the real set: their nuclei are about twice the
-# real area and, in the dense regime, most of them touch; their background is brighter relative
+# The generators the chapters used were far from the real set: their nuclei are much larger than
+# the real ones and, in the dense regime, most of them touch; their background is brighter relative
 # to the nuclei, their noise higher and their chromatin texture flatter. The Hoechst regime and
-# preset (`cellnb.data.synthetic.HOECHST`) draw smaller, more elongated nuclei (semi-major axis
-# ≈ 7 px, axis ratio ≈ 0.73) at the real density, placed so that few touch (the time-lapse pushes
-# nuclei apart as they move), with a dome-shaped profile and finer chromatin texture, a faint
+# preset (parameters in `cellnb.data.synthetic.HOECHST`) draw smaller, more elongated nuclei at the
+# real density, placed so that few touch (the time-lapse pushes nuclei apart as they move), with a
+# dome-shaped profile (dimmer at the rim) and finer chromatin texture, a faint
 # cytoplasm halo, a smooth background, lower noise, and at least one very bright, small
 # unlabelled object per image, as the real frames' mitotic nuclei, which set their min-max range.
 # The table gives each matched statistic's gap, before and after, as a relative difference (the
