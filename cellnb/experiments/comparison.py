@@ -50,6 +50,8 @@ TASK_TITLE = {"count_gen": "counting, generated BBBC005-like", "count_vgg": "cou
 #: the target "every count model <= ratio x the constant-mean MAE"
 COUNT_TARGET = {"count_gen": 0.3, "count_vgg": 0.3, "count_mbm": 0.5}
 FLOOR = "floor"
+#: the runner's summary line
+HEADLINE = ("unet_nuclei_aji", "floor_nuclei_aji", "unet_count_gen_mae", "floor_count_gen_mae")
 
 _COMMON = dict(
     # MC-Unet and U-SE-ResNet count instances of labelled data only; the counting papers' methods here
@@ -459,7 +461,7 @@ def results_table(summary: pd.DataFrame, learned: Mapping[str, Mapping[str, Any]
             row["params (k)"] = f"{c['params'] / 1e3:.0f}"
             row["train (s)"] = f"{st.get('train_s', 0.0):.0f}" if st else "–"
         rows.append(row)
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows).fillna("–")
 
 
 # ---------------------------------------------------------------------------------------- cost
