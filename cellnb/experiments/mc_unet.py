@@ -1,13 +1,15 @@
-"""MC-Unet chapter pipeline (Jin et al., BIBM 2022): the density/boundary ablation.
+"""MC-Unet chapter pipeline (Jin et al., BIBM 2022): the density / boundary ablation on touching nuclei.
 
-Design (see ``book/deviations/mc_unet.md``): generated nuclei with touching instances
-(:func:`cellnb.data.nuclei`), training images half ``dense``, half ``sparse``; test sets of
-each regime. Eight configurations — {baseline, +density, +boundary, +both} × {MC-Unet, plain
-U-Net} — in the **paper-faithful** mode (separate density and boundary heads), each trained
-from scratch over ``n_seeds`` seeds; optionally the **code-faithful** mode (auxiliary losses on
-the segmentation logits, :mod:`cellnb.losses.mc_unet`) for MC-Unet. Metrics follow the released
-``validate`` (pixel Dice, IoU, precision, sensitivity pooled over the test set) plus instance
-F1 at IoU 0.5, AJI and the count error of the density head.
+The recipe (model sizes, losses, targets, post-processing, training loop) lives in the method,
+:mod:`cellnb.methods.mc_unet`; this module keeps the chapter's story: the generated data, the
+configurations of the ablation, the per-image scores with their floors and ceilings, the verdicts.
+
+Configurations (``CONFIGS``): MC-Unet with both branches (the paper's reading), without the density
+branch, without the boundary branch, without either (CE only), and the released code's loss at the
+released batch size 1 (the faithful run; no extra heads, focal loss on the segmentation logits).
+Each is trained from scratch once per seed; every model is scored per test image with its own
+post-processing (:func:`cellnb.methods.mc_unet.instances`), next to the Otsu / Otsu + watershed floors
+and to the ceiling of its post-processing on the true maps.
 """
 
 from __future__ import annotations
@@ -18,365 +20,347 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 import torch
-from scipy import ndimage
-from skimage.feature import peak_local_max
-from skimage.measure import regionprops
-from skimage.segmentation import watershed
 
-from cellnb.losses.mc_unet import mc_unet_loss
-from cellnb.models import create_model, outputs
+from cellnb.methods.mc_unet import (  # noqa: F401  (re-exported: the comparison imports them from here today)
+    ScaledDensity,
+    centroids,
+    make_split,
+    oracle_inputs,
+)
 
 SETTINGS: dict[str, dict[str, Any]] = {
-    "smoke": dict(size=32, n_train=4, n_test=2, epochs=1, batch_size=4, lr=1e-3, base_width=4, unet_base_width=4,
-                  depth=2, n_seeds=1, sigma=2.0, radius_scale=0.5, boundary_weight=0.15, density_weight=0.5, density_scale=100.0,
-                  code_variants=["boundary"], min_seed_area=4),
-    "quick": dict(size=64, n_train=16, n_test=6, epochs=12, batch_size=2, lr=1e-3, base_width=8, unet_base_width=8,
-                  depth=3, n_seeds=3, sigma=2.0, radius_scale=0.5, boundary_weight=0.15, density_weight=0.5, density_scale=100.0,
-                  code_variants=["boundary"], min_seed_area=4),
-    "full": dict(size=256, n_train=200, n_test=50, epochs=100, batch_size=4, lr=1e-3, base_width=64, unet_base_width=64,
-                 depth=3, n_seeds=5, sigma=3.0, radius_scale=1.0, boundary_weight=0.15, density_weight=0.5, density_scale=100.0,
-                 code_variants=["boundary", "both"], min_seed_area=8),
+    "smoke": dict(size=32, n_train=4, n_val=2, n_test=2, steps=16, evals=8, batch_size=4, crop=32, lr=3e-3,
+                  model_size="tiny", n_seeds=1, sigma=2.0, radius_scale=0.5, boundary_weight=0.15,
+                  density_weight=0.5, faithful_steps=16,
+                  configs=["mc_unet", "mc_unet_no_density", "mc_unet_no_boundary", "mc_unet_baseline",
+                           "mc_unet_code_b1"]),
+    "quick": dict(size=64, n_train=16, n_val=4, n_test=8, steps=150, evals=10, batch_size=8, crop=48, lr=3e-3,
+                  model_size="slim", n_seeds=3, sigma=2.0, radius_scale=0.5, boundary_weight=0.15,
+                  density_weight=0.5, faithful_steps=300,
+                  configs=["mc_unet", "mc_unet_no_density", "mc_unet_no_boundary", "mc_unet_baseline",
+                           "mc_unet_code_b1"]),
+    "full": dict(size=256, n_train=200, n_val=20, n_test=50, steps=20000, evals=40, batch_size=8, crop=128,
+                 lr=1e-3, model_size="paper", n_seeds=5, sigma=3.0, radius_scale=1.0, boundary_weight=0.15,
+                 density_weight=0.5, faithful_steps=100000,
+                 configs=["mc_unet", "mc_unet_no_density", "mc_unet_no_boundary", "mc_unet_baseline",
+                          "mc_unet_code", "mc_unet_code_b1"]),
 }
 
-VARIANTS: dict[str, tuple[str, ...]] = {
-    "baseline": (),
-    "density": ("density",),
-    "boundary": ("boundary",),
-    "both": ("density", "boundary"),
+#: configuration -> (loss of :class:`cellnb.methods.mc_unet.MCUNetMethod`, batch size or None = the profile's)
+CONFIGS: dict[str, tuple[str, int | None]] = {
+    "mc_unet": ("paper", None),
+    "mc_unet_no_density": ("no_density", None),
+    "mc_unet_no_boundary": ("no_boundary", None),
+    "mc_unet_baseline": ("baseline", None),
+    "mc_unet_code": ("code", None),
+    "mc_unet_code_b1": ("code", 1),
 }
-ARCHS = ("mc_unet", "unet")
-METRICS = ("dice", "iou", "precision", "sensitivity", "instance_f1", "instance_f1_cc", "aji", "merged_fraction",
-           "count_mae")
+LABELS = {
+    "mc_unet": "MC-Unet (density + boundary)",
+    "mc_unet_no_density": "MC-Unet, boundary branch only",
+    "mc_unet_no_boundary": "MC-Unet, density branch only",
+    "mc_unet_baseline": "MC-Unet, no branch (CE only)",
+    "mc_unet_code": "MC-Unet, released loss",
+    "mc_unet_code_b1": "MC-Unet, released loss, batch 1",
+}
+METRICS = ("aji", "ap50", "dice", "count_err")
+BOUNDARY_THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9)
+
+
+def method():
+    from cellnb.methods import get_method
+
+    return get_method("mc_unet")
 
 
 # ----------------------------------------------------------------------------------------- data
-def centroids(labels: np.ndarray) -> np.ndarray:
-    """Instance centroids ``(K, 2)`` float32 ``(row, col)``: the dots of the density target."""
-    props = regionprops(labels)
-    return np.array([p.centroid for p in props], np.float32).reshape(-1, 2)
-
-
-def make_items(sample: Mapping[str, np.ndarray], sigma: float) -> dict[str, np.ndarray]:
-    """Training arrays of one generated image: image ``(1,H,W)``, mask, boundary, density, labels."""
-    from cellnb import targets
-
-    labels = np.asarray(sample["labels"]).astype(np.int32)
-    points = sample.get("points")
-    points = centroids(labels) if points is None else np.asarray(points, np.float32)
-    return {
-        "image": np.asarray(sample["image"], np.float32)[None],
-        "mask": (labels > 0).astype(np.int64),
-        "boundary": targets.boundaries(labels, mode="inner").astype(np.float32),
-        "density": targets.density_from_points(points, labels.shape, sigma=sigma).astype(np.float32),
-        "labels": labels,
-    }
-
-
-NUCLEI_PER_256 = {"dense": 95, "sparse": 25}  # mid-points of cellnb.data.nuclei's default ranges
-
-
-def make_split(seed: int, n: int, size: int, regime: str, sigma: float, radius_scale: float = 1.0) -> list[dict[str, np.ndarray]]:
-    """``n`` images of ``cellnb.data.nuclei(seed + i, size, regime=regime)`` with their targets.
-
-    ``radius_scale`` shrinks the nuclei (default radii 7–14 px) for small CPU images; the number
-    of nuclei grows by ``1 / radius_scale²`` so that the covered fraction, hence the crowding of
-    the regime, stays that of a 256² image.
-    """
-    from cellnb import data
-
-    n_nuclei = max(1, round(NUCLEI_PER_256[regime] * (size / 256) ** 2 / radius_scale**2))
-    radius_range = (7.0 * radius_scale, 14.0 * radius_scale)
-    return [make_items(data.nuclei(seed + i, size=size, n_nuclei=n_nuclei, regime=regime, radius_range=radius_range), sigma)
-            for i in range(n)]
-
-
 def make_data(cfg: Mapping[str, Any], seed: int) -> dict[str, list[dict[str, np.ndarray]]]:
-    """Train (half dense, half sparse) and one test set per regime; disjoint generator seeds."""
+    """Training images (half dense, half sparse), of which the last ``n_val`` (half of each regime)
+    are held out for validation, and one test set per regime; disjoint generator seeds."""
     base = 10_000 * (seed + 1)
-    half = cfg["n_train"] // 2
     args = (cfg["size"], cfg["sigma"], cfg["radius_scale"])
-    train = make_split(base, cfg["n_train"] - half, args[0], "dense", *args[1:])
-    train += make_split(base + 1000, half, args[0], "sparse", *args[1:])
+    n_dense = (cfg["n_train"] + cfg["n_val"]) // 2
+    n_sparse = cfg["n_train"] + cfg["n_val"] - n_dense
+    dense = make_split(base, n_dense, args[0], "dense", *args[1:])
+    sparse = make_split(base + 1000, n_sparse, args[0], "sparse", *args[1:])
+    v_dense = cfg["n_val"] // 2
+    v_sparse = cfg["n_val"] - v_dense
     return {
-        "train": train,
+        "train": dense[: n_dense - v_dense] + sparse[: n_sparse - v_sparse],
+        "val": dense[n_dense - v_dense:] + sparse[n_sparse - v_sparse:],
         "test_dense": make_split(base + 2000, cfg["n_test"], args[0], "dense", *args[1:]),
         "test_sparse": make_split(base + 3000, cfg["n_test"], args[0], "sparse", *args[1:]),
     }
 
 
-# -------------------------------------------------------------------------------------- training
-class ScaledDensity(torch.nn.Module):
-    """Wraps a model so that its ``density`` output is divided by ``scale``.
-
-    The wrapped head then learns the density amplified by ``scale`` (per-pixel values ~1 instead
-    of ~0.01, which a few Adam steps at lr 1e-3 cannot reach from softplus(0) = 0.69), while the
-    output stays the count-preserving density (its sum is the count), as the model contract asks.
-    """
-
-    def __init__(self, model: torch.nn.Module, scale: float) -> None:
-        super().__init__()
-        if scale <= 0:
-            raise ValueError(f"density scale must be positive, got {scale}")
-        self.model, self.scale = model, float(scale)
-
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        out = dict(self.model(x))
-        if outputs.DENSITY in out:
-            out[outputs.DENSITY] = out[outputs.DENSITY] / self.scale
-        return out
+def true_count(item: Mapping[str, np.ndarray]) -> int:
+    return int(len(np.unique(item["labels"])) - 1)
 
 
-def build_model(arch: str, variant: str, mode: str, cfg: Mapping[str, Any]) -> torch.nn.Module:
-    """MC-Unet or U-Net with 2-class mask logits and, in paper mode, the variant's heads."""
-    if arch not in ARCHS:
-        raise ValueError(f"unknown arch {arch!r}; choose from {ARCHS}")
-    if variant not in VARIANTS:
-        raise ValueError(f"unknown variant {variant!r}; choose from {list(VARIANTS)}")
-    heads = ("mask",) + (VARIANTS[variant] if mode == "paper" else ())
-    width = cfg["base_width"] if arch == "mc_unet" else cfg["unet_base_width"]
-    model = create_model(arch, in_channels=1, num_classes=2, base_width=width, depth=cfg["depth"], heads=heads)
-    return ScaledDensity(model, cfg["density_scale"]) if "density" in heads else model
+# ------------------------------------------------------------------------------------- training
+def heads_of(config: str) -> tuple[str, ...]:
+    return method().heads_for(CONFIGS[config][0])
 
 
-def loss_for(variant: str, mode: str, cfg: Mapping[str, Any]):
-    """The variant's loss: a branch's weight is 0 when the variant leaves it out."""
-    parts = VARIANTS[variant]
-    return mc_unet_loss(
-        mode=mode,
-        boundary_weight=cfg["boundary_weight"] if "boundary" in parts else 0.0,
-        density_weight=cfg["density_weight"] if "density" in parts else 0.0,
-        density_scale=cfg["density_scale"],
-    )
-
-
-def train_one(arch: str, variant: str, mode: str, train_items: Sequence[Mapping[str, np.ndarray]],
-              cfg: Mapping[str, Any], seed: int, device: str = "auto", progress: bool = False) -> torch.nn.Module:
-    """Train one configuration from scratch with :func:`cellnb.train.fit` (Adam, lr 1e-3 as the code)."""
-    from cellnb.train import fit
+def train_config(config: str, data: Mapping[str, Sequence[Mapping[str, np.ndarray]]], cfg: Mapping[str, Any],
+                 seed: int, device: str = "cpu", progress: bool = False):
+    """Build (seeded) and train one configuration; returns ``(model, history, seconds, steps)``."""
     from cellnb.utils import seed_everything
 
+    if config not in CONFIGS:
+        raise ValueError(f"unknown configuration {config!r}; choose from {list(CONFIGS)}")
+    loss, batch = CONFIGS[config]
+    m = method()
     seed_everything(seed)
-    model = build_model(arch, variant, mode, cfg)
-    keys = ("image", "mask", "boundary", "density")
-    dataset = [{k: torch.from_numpy(item[k]) for k in keys} for item in train_items]
-    generator = torch.Generator().manual_seed(seed)
-    loader = torch.utils.data.DataLoader(dataset, batch_size=cfg["batch_size"], shuffle=True, generator=generator)
-    fit(model, loader, loss_for(variant, mode, cfg), epochs=cfg["epochs"], lr=cfg["lr"], device=device,
-        amp=False, progress=progress)
-    return model
+    model = m.build(cfg["model_size"], loss=loss)
+    steps = cfg["faithful_steps"] if batch == 1 else cfg["steps"]
+    t0 = time.perf_counter()
+    history = m.train(model, list(data["train"]), list(data["val"]), steps=steps, batch_size=batch or cfg["batch_size"],
+                      crop=cfg["crop"], lr=cfg["lr"], seed=seed, device=device, loss=loss, progress=progress,
+                      evals=cfg["evals"], loss_kwargs=dict(boundary_weight=cfg["boundary_weight"],
+                                                           density_weight=cfg["density_weight"]))
+    seconds = time.perf_counter() - t0
+    n_steps = int(round(steps / cfg["evals"])) * cfg["evals"]
+    return model, history, seconds, n_steps
 
 
-@torch.no_grad()
-def predict(model: torch.nn.Module, items: Sequence[Mapping[str, np.ndarray]], device: str = "auto") -> dict[str, np.ndarray | None]:
-    """Foreground probability (softmax channel 1, as the code), density and boundary probability."""
-    from cellnb.utils import select_device
-
-    dev = select_device(device)
-    model = model.to(dev).eval()
-    images = torch.from_numpy(np.stack([item["image"] for item in items])).to(dev)
-    out = model(images)
-    result: dict[str, np.ndarray | None] = {
-        "foreground": torch.softmax(out[outputs.MASK_LOGITS], dim=1)[:, 1].cpu().numpy(),
-        "density": out[outputs.DENSITY][:, 0].cpu().numpy() if outputs.DENSITY in out else None,
-        "boundary": torch.sigmoid(out[outputs.BOUNDARY_LOGITS])[:, 0].cpu().numpy() if outputs.BOUNDARY_LOGITS in out else None,
-    }
-    return result
+# ----------------------------------------------------------------------------------- evaluation
+def predictions(model, items: Sequence[Mapping[str, np.ndarray]], device: str = "cpu") -> list:
+    """:class:`~cellnb.methods.base.Prediction` of each image (full size, the method pads)."""
+    m = method()
+    return [m.predict(model, item["image"][0], device=device) for item in items]
 
 
-# ---------------------------------------------------------------------------------- post-process
-def instances(foreground: np.ndarray, boundary: np.ndarray | None = None, density: np.ndarray | None = None,
-              min_seed_area: int = 4, threshold: float = 0.5) -> np.ndarray:
-    """Instance labels from one image's maps.
+def score(pred, item: Mapping[str, np.ndarray], **post: Any) -> dict[str, float]:
+    """AJI, AP@0.5 and Dice of the instances, absolute count error, for one image."""
+    from cellnb import floors
 
-    - no auxiliary map: connected components of ``foreground > threshold``;
-    - boundary map: seeds = components of ``foreground & boundary < threshold`` (at least
-      ``min_seed_area`` px), grown back over the foreground by watershed on the boundary map;
-    - density map only: seeds = local maxima of the density inside the foreground
-      (``min_distance`` 2 px, at least 20% of the highest), watershed on the negated density.
-    """
-    if foreground.ndim != 2:
-        raise ValueError(f"foreground must be a 2-D map, got shape {foreground.shape}")
-    fg = foreground > threshold
-    if boundary is not None:
-        seeds, _ = ndimage.label(fg & (boundary < threshold))
-        sizes = np.bincount(seeds.ravel())
-        seeds[sizes[seeds] < min_seed_area] = 0
-        return watershed(boundary, seeds, mask=fg).astype(np.int32)
-    if density is not None:
-        peaks = peak_local_max(density, min_distance=2, threshold_rel=0.2, labels=fg.astype(np.int32))
-        seeds = np.zeros(fg.shape, np.int32)
-        seeds[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
-        return watershed(-density, seeds, mask=fg).astype(np.int32)
-    return ndimage.label(fg)[0].astype(np.int32)
-
-
-def merged_fraction(true_labels: np.ndarray, pred_labels: np.ndarray) -> float:
-    """Fraction of true cells whose best-overlapping predicted instance is also another cell's best."""
-    ids = [i for i in np.unique(true_labels) if i]
-    if not ids:
-        return 0.0
-    best = []
-    for i in ids:
-        overlap = np.bincount(pred_labels[true_labels == i].ravel())
-        overlap[0] = 0
-        best.append(int(overlap.argmax()) if overlap.sum() else 0)
-    best = np.array(best)
-    counts = np.bincount(best)
-    return float(np.mean([(b != 0) and counts[b] > 1 for b in best]))
-
-
-def evaluate(pred: Mapping[str, np.ndarray | None], items: Sequence[Mapping[str, np.ndarray]],
-             min_seed_area: int = 4) -> dict[str, float]:
-    """Pooled pixel metrics (released ``validate``), instance F1@0.5 and AJI (mean per image)."""
-    from cellnb import metrics
-
-    true_fg = np.stack([item["mask"] for item in items]).astype(bool)
-    pred_fg = pred["foreground"] > 0.5
-    row = {
-        "dice": metrics.dice(pred_fg, true_fg),
-        "iou": metrics.iou(pred_fg, true_fg),
-        "precision": metrics.precision(pred_fg, true_fg),
-        "sensitivity": metrics.recall(pred_fg, true_fg),
-    }
-    tp = fp = fn = tp_cc = fp_cc = fn_cc = 0
-    ajis, merged = [], []
-    for k, item in enumerate(items):
-        labels = item["labels"]
-        inst = instances(pred["foreground"][k],
-                         None if pred["boundary"] is None else pred["boundary"][k],
-                         None if pred["density"] is None else pred["density"][k], min_seed_area)
-        m = metrics.match_instances(labels, inst, threshold=0.5)
-        tp, fp, fn = tp + m.tp, fp + m.fp, fn + m.fn
-        m_cc = metrics.match_instances(labels, instances(pred["foreground"][k]), threshold=0.5)
-        tp_cc, fp_cc, fn_cc = tp_cc + m_cc.tp, fp_cc + m_cc.fp, fn_cc + m_cc.fn
-        ajis.append(metrics.aji(labels, inst))
-        merged.append(merged_fraction(labels, inst))
-    row["instance_f1"] = 2 * tp / max(2 * tp + fp + fn, 1)
-    row["instance_f1_cc"] = 2 * tp_cc / max(2 * tp_cc + fp_cc + fn_cc, 1)
-    row["aji"] = float(np.mean(ajis))
-    row["merged_fraction"] = float(np.mean(merged))
-    if pred["density"] is not None:
-        true_counts = np.array([len(np.unique(item["labels"])) - 1 for item in items], float)
-        row["count_mae"] = metrics.count_mae(pred["density"].sum(axis=(1, 2)), true_counts)
-    else:
-        row["count_mae"] = float("nan")
+    labels = method().postprocess_maps({"foreground": pred.foreground, **pred.maps}, **post)
+    row = floors.instance_scores(item["labels"], labels)
+    row["dice"] = floors.instance_scores(item["labels"], (pred.foreground > 0.5).astype(np.int32))["dice"]
+    count = float(pred.maps["density"].sum()) if "density" in pred.maps else float(len(np.unique(labels)) - 1)
+    row["count_err"] = abs(count - true_count(item))
     return {k: float(v) for k, v in row.items()}
 
 
-# ------------------------------------------------------------------------------------- ablation
-def configurations(cfg: Mapping[str, Any]) -> list[tuple[str, str, str]]:
-    """``(arch, mode, variant)``: the 8 paper-mode configs, then MC-Unet code-mode variants."""
-    configs = [(arch, "paper", variant) for arch in ARCHS for variant in VARIANTS]
-    configs += [("mc_unet", "code", variant) for variant in cfg["code_variants"]]
-    return configs
+def postprocess_options(heads: Sequence[str]) -> list[dict[str, Any]]:
+    """The ways a model with ``heads`` can seed its instances (:meth:`MCUNetMethod.postprocess_maps`)."""
+    options: list[dict[str, Any]] = [{"use": "foreground"}]
+    if "density" in heads:
+        options.append({"use": "density"})
+    if "boundary" in heads:
+        options += [{"use": "boundary", "boundary_threshold": t} for t in BOUNDARY_THRESHOLDS]
+    if "density" in heads and "boundary" in heads:
+        options.append({"use": "auto"})
+    return options
+
+
+def choose_postprocess(preds: Sequence, items: Sequence[Mapping[str, np.ndarray]], heads: Sequence[str]) -> dict[str, Any]:
+    """The post-processing (and boundary threshold) with the best mean AJI on the validation images."""
+    best, choice = -1.0, {"use": "foreground"}
+    for option in postprocess_options(heads):
+        value = float(np.mean([score(p, it, **option)["aji"] for p, it in zip(preds, items)]))
+        if value > best + 1e-9:
+            best, choice = value, option
+    return dict(choice)
+
+
+def describe(post: Mapping[str, Any]) -> str:
+    use = post.get("use", "auto")
+    return {"foreground": "distance watershed of the foreground", "density": "density peaks, watershed of the density",
+            "auto": "density peaks, watershed of the boundary map",
+            "boundary": f"regions of boundary < {post.get('boundary_threshold', 0.5)}, watershed of the boundary map"}[use]
+
+
+def floor_rows(items: Sequence[Mapping[str, np.ndarray]], train_items: Sequence[Mapping[str, np.ndarray]]) -> list[dict]:
+    """Per-image floors: Otsu + watershed (AJI, AP@0.5), Otsu mask (Dice), training-mean count."""
+    from cellnb import floors
+
+    mean_count = floors.constant_count([true_count(it) for it in train_items], len(items))
+    rows = []
+    for item, c in zip(items, mean_count):
+        image = item["image"][0]
+        inst = floors.instance_scores(item["labels"], floors.otsu_watershed(image))
+        rows.append({"aji": inst["aji"], "ap50": inst["ap50"],
+                     "dice": floors.instance_scores(item["labels"], floors.otsu_mask(image, sigma=1).astype(np.int32))["dice"],
+                     "count_err": abs(float(c) - true_count(item))})
+    return rows
+
+
+def ceiling(config: str, items: Sequence[Mapping[str, np.ndarray]], sigma: float, post: Mapping[str, Any] | None = None) -> dict[str, float]:
+    """The configuration's post-processing on the true maps it would see (mask + its heads' maps)."""
+    from cellnb import floors
+
+    keep = ("mask",) + tuple(h for h in heads_of(config) if h != "mask")
+    rows = []
+    for item in items:
+        maps = {k: v for k, v in oracle_inputs(item["labels"], sigma).items() if k in keep}
+        rows.append(floors.instance_scores(item["labels"], method().postprocess_maps(maps, **dict(post or {}))))
+    return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
 
 
 def run_ablation(cfg: Mapping[str, Any], data: Mapping[str, Sequence[Mapping[str, np.ndarray]]], seed: int = 0,
-                 device: str = "auto", progress: bool = False) -> tuple[pd.DataFrame, dict[tuple, dict]]:
-    """Train every configuration over ``n_seeds`` seeds; one row per (config, seed, test regime).
+                 device: str = "cpu", progress: bool = False):
+    """Train every configuration over ``n_seeds`` seeds and score every test image.
 
-    Returns the rows and the predictions of the first seed (for the figures).
+    Returns ``(rows, curves, info, first)``: per-image rows (config, seed, regime, image, metrics),
+    validation curves ``{config: [curve per seed]}``, per-config info (steps/s, thresholds) and the
+    first seed's predictions on the dense test set (for figures).
     """
-    rows, first_predictions = [], {}
-    for arch, mode, variant in configurations(cfg):
+    rows, curves, info, first = [], {}, {}, {}
+    for config in cfg["configs"]:
+        curves[config], speeds, choices, total = [], [], [], 0.0
         for s in range(cfg["n_seeds"]):
-            t0 = time.perf_counter()
-            model = train_one(arch, variant, mode, data["train"], cfg, seed + s, device, progress)
-            seconds = time.perf_counter() - t0
+            model, history, seconds, steps = train_config(config, data, cfg, seed + s, device, progress)
+            curves[config].append([float(v) for v in history["val_loss"]])
+            speeds.append(steps / seconds)
+            total += seconds
+            post = choose_postprocess(predictions(model, data["val"], device), data["val"], heads_of(config))
+            choices.append(post)
             for regime in ("dense", "sparse"):
                 items = data[f"test_{regime}"]
-                pred = predict(model, items, device)
-                if s == 0:
-                    first_predictions[(arch, mode, variant, regime)] = pred
-                rows.append(dict(arch=arch, mode=mode, variant=variant, seed=seed + s, regime=regime,
-                                 train_seconds=seconds, **evaluate(pred, items, cfg["min_seed_area"])))
-    return pd.DataFrame(rows), first_predictions
+                preds = predictions(model, items, device)
+                if s == 0 and regime == "dense":
+                    first[config] = preds
+                for i, (p, it) in enumerate(zip(preds, items)):
+                    rows.append(dict(config=config, seed=seed + s, regime=regime, image=i, **score(p, it, **post)))
+        # the ceiling is that of the post-processing most seeds chose on their validation images
+        keys = [tuple(sorted(c.items())) for c in choices]
+        info[config] = {"steps_per_s": float(np.mean(speeds)), "seconds": total, "choices": choices,
+                        "post": dict(max(set(keys), key=keys.count))}
+    return pd.DataFrame(rows), curves, info, first
 
 
-def summary_table(rows: pd.DataFrame, regime: str = "dense",
-                  columns: Sequence[str] = ("dice", "iou", "precision", "sensitivity", "instance_f1", "aji",
-                                            "merged_fraction", "count_mae")) -> pd.DataFrame:
-    """Mean ± std over seeds per configuration, as strings ``"0.812 ± 0.010"``."""
+def with_floor(rows: pd.DataFrame, floors_by_regime: Mapping[str, list[dict]]) -> pd.DataFrame:
+    """Rows of the floor per (seed, regime, image), with config ``"floor"``, so it pairs with the models."""
+    out = []
+    for (s, regime), _ in rows.groupby(["seed", "regime"]):
+        for i, r in enumerate(floors_by_regime[regime]):
+            out.append(dict(config="floor", seed=s, regime=regime, image=i, **r))
+    return pd.DataFrame(out)
+
+
+def paired(rows: pd.DataFrame, a: str, b: str, metric: str, regime: str = "dense"):
+    """Per-image values of configurations ``a`` and ``b`` aligned on (seed, image), and the seeds."""
     sub = rows[rows.regime == regime]
-    grouped = sub.groupby(["arch", "mode", "variant"], sort=False)
-    mean, std = grouped[list(columns)].mean(), grouped[list(columns)].std(ddof=1).fillna(0.0)
-    table = mean.copy().astype(object)
-    for col in columns:
-        table[col] = [("n/a" if np.isnan(m) else f"{m:.3f} ± {s:.3f}") for m, s in zip(mean[col], std[col])]
-    return table.reset_index()
+    left = sub[sub.config == a].set_index(["seed", "image"])[metric]
+    right = sub[sub.config == b].set_index(["seed", "image"])[metric]
+    joined = pd.concat([left.rename("a"), right.rename("b")], axis=1, join="inner").sort_index()
+    return joined["a"].to_numpy(), joined["b"].to_numpy(), [s for s, _ in joined.index]
 
 
-def delta(rows: pd.DataFrame, arch: str, variant: str, metric: str = "dice", regime: str = "dense",
-          mode: str = "paper") -> dict[str, float]:
-    """Improvement of ``variant`` over the same arch's paper-mode baseline, and the seed spread.
+def summary_table(rows: pd.DataFrame, regime: str, ceilings: Mapping[str, Mapping[str, float]] | None = None,
+                  metrics: Sequence[str] = ("aji", "ap50", "dice", "count_err")) -> pd.DataFrame:
+    """Mean [95 % interval] per configuration (images pooled over seeds, two-level bootstrap), the floor
+    as a row, and the ceiling of each configuration's post-processing."""
+    from cellnb.verdicts import bootstrap_interval
 
-    ``spread = sqrt(std_variant² + std_baseline²)``: the seed-to-seed standard deviation of a
-    difference of two independently trained models. A claim "holds" only when ``delta > spread``.
-    """
-    sub = rows[(rows.arch == arch) & (rows.regime == regime)]
-    base = sub[(sub["mode"] == "paper") & (sub.variant == "baseline")][metric]
-    var = sub[(sub["mode"] == mode) & (sub.variant == variant)][metric]
-    if base.empty or var.empty:
-        raise KeyError(f"no rows for {arch}/{mode}/{variant} or its baseline in regime {regime!r}")
-    std_b = float(base.std(ddof=1)) if len(base) > 1 else 0.0
-    std_v = float(var.std(ddof=1)) if len(var) > 1 else 0.0
-    return {"delta": float(var.mean() - base.mean()), "spread": float(np.hypot(std_b, std_v))}
+    sub = rows[rows.regime == regime]
+    table = []
+    for config, grp in sub.groupby("config", sort=False):
+        row = {"model": LABELS.get(config, "floor (Otsu; Otsu + watershed; mean count)" if config == "floor" else config)}
+        for m in metrics:
+            mean, low, high = bootstrap_interval(grp[m].to_numpy(), grp.seed.to_numpy())
+            row[m] = f"{mean:.3f} [{low:.3f}, {high:.3f}]" if m != "count_err" else f"{mean:.2f} [{low:.2f}, {high:.2f}]"
+        if ceilings is not None:
+            c = ceilings.get(config)
+            row["ceiling AJI / AP@0.5"] = "—" if c is None else f"{c['aji']:.3f} / {c['ap50']:.3f}"
+        table.append(row)
+    return pd.DataFrame(table)
 
 
-def holds(d: Mapping[str, float], n_seeds: int) -> bool | None:
-    """Verdict: improvement larger than the spread; None (not testable) with a single seed."""
-    if n_seeds < 2:
-        return None
-    return bool(d["delta"] > d["spread"])
+# ----------------------------------------------------------------- legacy helper of the comparison
+def instances(foreground, boundary=None, density=None, min_seed_area: int = 4, threshold: float = 0.5):
+    """Connected components (no map) or the method's seeded watershed (kept for the comparison chapter)."""
+    from scipy import ndimage
+
+    from cellnb.methods.mc_unet import instances as method_instances
+
+    if boundary is None and density is None:
+        return ndimage.label(np.asarray(foreground) > threshold)[0].astype(np.int32)
+    return method_instances(foreground, boundary, density, threshold=threshold, min_seed_area=min_seed_area)
+
+
+def evaluate(pred: Mapping[str, np.ndarray | None], items: Sequence[Mapping[str, np.ndarray]], min_seed_area: int = 4) -> dict[str, float]:
+    """Pooled pixel metrics, instance F1@0.5 and AJI of stacked maps (kept for the comparison chapter,
+    which scores connected components of the foreground)."""
+    from cellnb import metrics
+
+    true_fg = np.stack([item["mask"] for item in items]).astype(bool)
+    pred_fg = np.asarray(pred["foreground"]) > 0.5
+    row = {"dice": metrics.dice(pred_fg, true_fg), "iou": metrics.iou(pred_fg, true_fg),
+           "precision": metrics.precision(pred_fg, true_fg), "sensitivity": metrics.recall(pred_fg, true_fg)}
+    tp = fp = fn = 0
+    ajis = []
+    for k, item in enumerate(items):
+        inst = instances(pred["foreground"][k], None if pred.get("boundary") is None else pred["boundary"][k],
+                         None if pred.get("density") is None else pred["density"][k], min_seed_area)
+        m = metrics.match_instances(item["labels"], inst, threshold=0.5)
+        tp, fp, fn = tp + m.tp, fp + m.fp, fn + m.fn
+        ajis.append(metrics.aji(item["labels"], inst))
+    row["instance_f1"] = 2 * tp / max(2 * tp + fp + fn, 1)
+    row["instance_f1_cc"] = row["instance_f1"]
+    row["aji"] = float(np.mean(ajis))
+    row["merged_fraction"] = float("nan")
+    row["count_mae"] = float("nan")
+    return {k: float(v) for k, v in row.items()}
 
 
 # ---------------------------------------------------------------------------------------- figures
-def plot_maps(items: Sequence[Mapping[str, np.ndarray]], pred: Mapping[str, np.ndarray | None], index: int = 0):
-    """Image, density (truth / prediction) and boundary (truth / prediction) side by side."""
+def plot_curves(curves: Mapping[str, Sequence[Sequence[float]]]):
+    """All validation-loss curves (one panel per configuration, one line per seed) in one figure."""
     import matplotlib.pyplot as plt
 
+    fig, axes = plt.subplots(1, len(curves), figsize=(2.8 * len(curves), 2.6), squeeze=False)
+    for ax, (config, runs) in zip(axes[0], curves.items()):
+        for k, curve in enumerate(runs):
+            ax.plot(range(1, len(curve) + 1), curve, marker=".", label=f"seed {k}")
+        ax.set_title(LABELS.get(config, config), fontsize=8)
+        ax.set_xlabel("evaluation")
+        ax.set_yscale("log")
+    axes[0][0].set_ylabel("validation loss")
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def plot_instances(items: Sequence[Mapping[str, np.ndarray]], first: Mapping[str, Sequence], info: Mapping[str, Mapping],
+                   index: int = 0):
+    """Truth, the floor and each configuration's instances on one dense test image."""
+    import matplotlib.pyplot as plt
+    from skimage.color import label2rgb
+
+    from cellnb import floors
+
     item = items[index]
-    panels = [("image", item["image"][0], "gray"),
-              (f"true density (sum {item['density'].sum():.1f})", item["density"], "magma")]
-    if pred["density"] is not None:
-        panels.append((f"predicted density (sum {pred['density'][index].sum():.1f})", pred["density"][index], "magma"))
-    panels.append(("true boundary", item["boundary"], "gray"))
-    if pred["boundary"] is not None:
-        panels.append(("predicted boundary prob.", pred["boundary"][index], "gray"))
-    fig, axes = plt.subplots(1, len(panels), figsize=(3 * len(panels), 3.2))
-    for ax, (title, img, cmap) in zip(axes, panels):
-        ax.imshow(img, cmap=cmap)
-        ax.set_title(title, fontsize=9)
+    panels = [("truth", item["labels"]), ("Otsu + watershed", floors.otsu_watershed(item["image"][0]))]
+    for config, preds in first.items():
+        post = info[config]["choices"][0]
+        p = preds[index]
+        panels.append((LABELS.get(config, config), method().postprocess_maps({"foreground": p.foreground, **p.maps}, **post)))
+    fig, axes = plt.subplots(1, len(panels), figsize=(2.4 * len(panels), 2.7))
+    for ax, (title, lab) in zip(axes, panels):
+        ax.imshow(label2rgb(lab, bg_label=0))
+        ax.set_title(f"{title}\n{len(np.unique(lab)) - 1} instances", fontsize=7)
         ax.axis("off")
     fig.tight_layout()
     return fig
 
 
-def plot_touching(items: Sequence[Mapping[str, np.ndarray]], preds: Mapping[str, Mapping[str, np.ndarray | None]],
-                  index: int = 0, min_seed_area: int = 4):
-    """Truth vs predicted instances per configuration; red outlines mark merged cells."""
+def plot_maps(item: Mapping[str, np.ndarray], pred):
+    """Image, true / predicted density and true / predicted boundary probability of one image."""
     import matplotlib.pyplot as plt
-    from skimage.color import label2rgb
-    from skimage.segmentation import find_boundaries
 
-    item = items[index]
-    labels = item["labels"]
-    fig, axes = plt.subplots(1, len(preds) + 1, figsize=(3 * (len(preds) + 1), 3.4))
-    axes[0].imshow(label2rgb(labels, bg_label=0))
-    axes[0].set_title(f"truth ({labels.max() and len(np.unique(labels)) - 1} cells)", fontsize=9)
-    for ax, (name, pred) in zip(axes[1:], preds.items()):
-        inst = instances(pred["foreground"][index], None if pred["boundary"] is None else pred["boundary"][index],
-                         None if pred["density"] is None else pred["density"][index], min_seed_area)
-        rgb = label2rgb(inst, bg_label=0)
-        # outline the predicted instances that cover two or more true cells (merges)
-        merged = np.zeros_like(labels, bool)
-        for p in np.unique(inst):
-            if p and len([t for t in np.unique(labels[inst == p]) if t and (labels[inst == p] == t).sum() > 0.5 * (labels == t).sum()]) > 1:
-                merged |= inst == p
-        rgb[find_boundaries(merged, mode="inner")] = (1.0, 0.0, 0.0)
-        ax.imshow(rgb)
-        ax.set_title(f"{name}\n{len(np.unique(inst)) - 1} instances, {merged_fraction(labels, inst):.0%} merged", fontsize=9)
-    for ax in axes:
+    panels = [("image", item["image"][0], "gray"), (f"true density (sum {item['density'].sum():.1f})", item["density"], "magma")]
+    if "density" in pred.maps:
+        panels.append((f"predicted density (sum {pred.maps['density'].sum():.1f})", pred.maps["density"], "magma"))
+    panels.append(("true boundary", item["boundary"], "gray"))
+    if "boundary" in pred.maps:
+        panels.append(("predicted boundary prob.", pred.maps["boundary"], "gray"))
+    fig, axes = plt.subplots(1, len(panels), figsize=(2.6 * len(panels), 2.8))
+    for ax, (title, img, cmap) in zip(axes, panels):
+        ax.imshow(img, cmap=cmap)
+        ax.set_title(title, fontsize=8)
         ax.axis("off")
     fig.tight_layout()
     return fig
