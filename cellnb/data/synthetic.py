@@ -676,7 +676,8 @@ def nuclei(seed: int, size: int = 256, n_nuclei: int | None = None, regime: str 
     ``cellnb.data.stats.nuclei_statistics``): smaller, more elongated nuclei, sparse (few touch),
     chromatin texture, a faint cytoplasm halo, lower noise, and a few very bright, small,
     *unlabelled* objects (mitotic / apoptotic nuclei, which the real labels leave out). See
-    :data:`HOECHST`.
+    :data:`HOECHST`. There ``n_nuclei=None`` gives the real density (±20 %), and a given
+    ``radius_range`` replaces the matched semi-major-axis distribution by U(radius_range).
     """
     if regime not in ("dense", "sparse", "hoechst"):
         raise ValueError(f"unknown regime {regime!r}; choose from ['dense', 'sparse', 'hoechst']")
