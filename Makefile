@@ -1,6 +1,7 @@
 # cellnb: the two commands of the README.
 #   make book   -> venv + install + every notebook at PROFILE (auto: full on CUDA, quick on CPU) + HTML book
 #   make test   -> venv + install + pytest (unit tests, notebooks at smoke, book build, browser check)
+#   make gpu-wheels [GPU_DATA=1] -> .whl/ (+ .gpu_data/) for tools/gpu_full.sh on a GPU machine without pip
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
@@ -9,10 +10,14 @@ PROFILE ?= auto
 # Real counting data (vgg_cells/, mbm/): the sibling shared/data folder when present, else none.
 DATA_ROOT ?= $(wildcard ../shared/data)
 ONLY ?=
+# Parallel notebooks (threads split so jobs x threads <= cores) and re-execution despite the cache:
+# FORCE=all, or FORCE="ssrnet comparison".
+JOBS ?= 1
+FORCE ?=
 STAMP := $(VENV)/.installed-stamp
 SUMMARY := _build/reproduce-summary.txt
 
-.PHONY: env results tables book test clean help
+.PHONY: env results tables book test clean help gpu-wheels gpu-full
 
 help:
 	@sed -n '2,4p' Makefile
@@ -30,8 +35,9 @@ env: $(STAMP)
 # Regenerate results (continues past a failing notebook, then fails at the end).
 results: env
 	@mkdir -p _build
-	set -o pipefail; $(PY) -m cellnb.reproduce --profile $(PROFILE) \
-	  $(if $(DATA_ROOT),--data-root $(DATA_ROOT)) $(if $(ONLY),--only $(ONLY)) | tee $(SUMMARY)
+	set -o pipefail; $(PY) -m cellnb.reproduce --profile $(PROFILE) --jobs $(JOBS) \
+	  $(if $(DATA_ROOT),--data-root $(DATA_ROOT)) $(if $(ONLY),--only $(ONLY)) \
+	  $(if $(FORCE),--force $(filter-out all,$(FORCE))) | tee $(SUMMARY)
 	$(PY) -m cellnb.tables
 
 tables: env
@@ -48,6 +54,19 @@ book: env
 
 test: env
 	$(PY) -m pytest
+
+# Wheels the GPU machine lacks (Python 3.12, no package index there) -> .whl/ (ignored); with
+# GPU_DATA=1 also .gpu_data/ (hard links to DATA_ROOT, ignored). Then, there: bash tools/gpu_full.sh
+gpu-wheels: env
+	$(PY) tools/gpu_wheels.py 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
+	@if [ -n "$(GPU_DATA)" ]; then test -d "$(DATA_ROOT)" || { echo "GPU_DATA=1 needs DATA_ROOT"; exit 2; }; \
+	  rm -rf .gpu_data; cp -rl "$(DATA_ROOT)" .gpu_data 2>/dev/null || cp -r "$(DATA_ROOT)" .gpu_data; \
+	  echo ".gpu_data: $$(du -sh .gpu_data | cut -f1)"; fi
+	@echo "to carry: .whl $$(du -sh .whl | cut -f1)$$(test -d .gpu_data && echo ", .gpu_data $$(du -sh .gpu_data | cut -f1)"); working tree $$(git ls-files -z | xargs -0 du -cb 2>/dev/null | tail -1 | cut -f1) bytes"
+
+# On the GPU machine (what the device tool runs): offline install, CUDA tests, every chapter at full.
+gpu-full:
+	bash tools/gpu_full.sh
 
 clean:
 	rm -rf _build book/executed

@@ -602,7 +602,8 @@ def worker_main(spec_path: Path) -> int:
     return 0
 
 
-def run_in_child(name: str, params: Mapping[str, Any], ctx: Context, env: Mapping[str, str]) -> Outcome:
+def run_in_child(name: str, params: Mapping[str, Any], ctx: Context, env: Mapping[str, str],
+                 children: dict | None = None, stopped: threading.Event | None = None) -> Outcome:
     """Execute one notebook in a child process; its output (kernel messages too) goes to its log."""
     ctx.log_dir.mkdir(parents=True, exist_ok=True)
     log_path = ctx.log_dir / f"{name}.log"
@@ -614,8 +615,14 @@ def run_in_child(name: str, params: Mapping[str, Any], ctx: Context, env: Mappin
         spec_path.write_text(json.dumps(spec))
         started = time.time()
         with open(log_path, "w") as log:
-            code = subprocess.run([sys.executable, "-m", "cellnb.reproduce", "--worker", str(spec_path)],
-                                  stdout=log, stderr=subprocess.STDOUT, env=dict(env), cwd=REPO_ROOT).returncode
+            proc = subprocess.Popen([sys.executable, "-m", "cellnb.reproduce", "--worker", str(spec_path)],
+                                    stdout=log, stderr=subprocess.STDOUT, env=dict(env), cwd=REPO_ROOT,
+                                    start_new_session=True)
+            if children is not None:
+                children[name] = proc
+            code = proc.wait()
+            if children is not None:
+                children.pop(name, None)
         outcome_path = Path(spec["outcome"])
         if outcome_path.is_file():
             outcome = Outcome(**json.loads(outcome_path.read_text()))
@@ -623,6 +630,8 @@ def run_in_child(name: str, params: Mapping[str, Any], ctx: Context, env: Mappin
             tail = log_path.read_text(errors="replace").strip().splitlines()[-1:] if log_path.is_file() else []
             outcome = Outcome(name, status="failed", seconds=round(time.time() - started, 1),
                               error=f"runner child exited {code}: {tail[0] if tail else 'no output'}")
+            if stopped is not None and stopped.is_set():
+                outcome.error = "stopped at the --time-limit"
     outcome.log = str(log_path)
     return outcome
 
@@ -736,6 +745,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--jobs", "-j", type=int, default=1, help="notebooks executed in parallel (default 1)")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads per notebook (default 1; 0: cores / jobs); capped so jobs x threads <= cores")
+    parser.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
+                        help="stop running notebooks after this many seconds (they and the ones not started fail)")
     parser.add_argument("--output-dir", type=Path, default=EXECUTED_DIR, help="where executed notebooks go")
     parser.add_argument("--results-dir", type=Path, default=None, help="where result JSON goes (default: results/)")
     parser.add_argument("--log-dir", type=Path, default=None,
@@ -824,9 +835,11 @@ def child_env(threads: int, gpu: str | None, results_root: Path) -> dict[str, st
 
 
 def run_all(ctx: Context, plans: list[tuple[str, dict[str, Any]]], jobs: int, threads: int, gpus: list[str],
-            force: Sequence[str] | None, quiet: bool = False, use_cache: bool = True) -> list[Outcome]:
+            force: Sequence[str] | None, quiet: bool = False, use_cache: bool = True,
+            time_limit: float | None = None) -> list[Outcome]:
     """Execute (or take from the cache) every planned chapter, ``jobs`` at a time, aggregating chapters
-    after the ones they read. Outcomes come back in plan order."""
+    after the ones they read. Outcomes come back in plan order. After ``time_limit`` seconds the
+    running notebooks are stopped and the pending ones not started (both reported as failed)."""
     from tqdm.auto import tqdm
 
     selected = [n for n, _ in plans]
@@ -862,7 +875,7 @@ def run_all(ctx: Context, plans: list[tuple[str, dict[str, Any]]], jobs: int, th
             if gpu is not None:
                 gpu_load[gpu] += 1
         try:
-            outcome = run_in_child(name, params, ctx, child_env(threads, gpu, ctx.results_root))
+            outcome = run_in_child(name, params, ctx, child_env(threads, gpu, ctx.results_root), children, stopped)
         finally:
             if gpu is not None:
                 with lock:
@@ -875,8 +888,20 @@ def run_all(ctx: Context, plans: list[tuple[str, dict[str, Any]]], jobs: int, th
     why: dict[str, str] = {}
     pending = list(selected)
     running: dict[Future, str] = {}
+    children: dict[str, subprocess.Popen] = {}
+    stopped = threading.Event()
+    deadline = None if time_limit is None else time.time() + time_limit
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         while pending or running:
+            if deadline is not None and time.time() >= deadline and not stopped.is_set():
+                stopped.set()
+                for proc in list(children.values()):
+                    _stop(proc)
+                for name in pending:
+                    outcomes[name] = Outcome(name, status="failed", error="not started: --time-limit reached")
+                    report(outcomes[name])
+                    bar.update(1)
+                pending = []
             for name in list(pending):
                 if len(running) >= jobs:
                     break
@@ -907,7 +932,8 @@ def run_all(ctx: Context, plans: list[tuple[str, dict[str, Any]]], jobs: int, th
             if not running:
                 continue
             bar.set_postfix_str(", ".join(sorted(running.values())))
-            done, _ = wait(list(running), return_when=FIRST_COMPLETED)
+            remaining = None if deadline is None or stopped.is_set() else max(0.1, deadline - time.time())
+            done, _ = wait(list(running), timeout=remaining, return_when=FIRST_COMPLETED)
             for future in done:
                 name = running.pop(future)
                 outcomes[name] = future.result()
@@ -915,6 +941,22 @@ def run_all(ctx: Context, plans: list[tuple[str, dict[str, Any]]], jobs: int, th
                 bar.update(1)
     bar.close()
     return [outcomes[n] for n in selected]
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """Stop a notebook's child process and everything in its session (its kernel exits with it)."""
+    import signal
+
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            return
+        try:
+            proc.wait(timeout=5)
+            return
+        except subprocess.TimeoutExpired:
+            continue
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -949,7 +991,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             scratch = Path(tempfile.mkdtemp(prefix=f"cellnb-rank{rank}-"))
             ctx.output_dir, ctx.results_root, ctx.log_dir = scratch / "executed", scratch / "results", scratch / "logs"
     start = time.time()
-    outcomes = run_all(ctx, plans, jobs, threads, gpus, args.force, quiet=rank != 0, use_cache=world == 1)
+    outcomes = run_all(ctx, plans, jobs, threads, gpus, args.force, quiet=rank != 0, use_cache=world == 1,
+                       time_limit=args.time_limit)
     total = time.time() - start
     if rank != 0:
         return 0 if all(o.status == "ok" for o in outcomes) else 1
@@ -969,7 +1012,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if failed:
         print("\nFAILED notebooks:", file=sys.stderr)
         for o in failed:
-            print(f"  {o.name}: {o.error}  (see {ctx.output_dir / (o.name + '.ipynb')} and {o.log})", file=sys.stderr)
+            where = f"{ctx.output_dir / (o.name + '.ipynb')} and {o.log}" if o.log else "nothing ran"
+            print(f"  {o.name}: {o.error}  ({where})", file=sys.stderr)
         return 1
     return 0
 

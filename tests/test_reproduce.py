@@ -2,6 +2,7 @@
 
 import json
 import textwrap
+import time
 
 import pytest
 
@@ -241,3 +242,16 @@ def test_cache_reruns_only_what_changed_and_hides_machine_paths(cached_book, cap
     assert why == "changed: aggregates/good"  # stale because the chapter it reads is
     (root / "res" / "smoke" / "good.json").unlink()
     assert reproduce.staleness(ctx, "good", plans["good"], digests, False)[1] == "result file missing"
+
+
+def test_time_limit_stops_running_notebooks_and_skips_pending(tmp_path, capsys):
+    notebooks = tmp_path / "nb"
+    notebooks.mkdir()
+    (notebooks / "a_slow.py").write_text(HEADER + "\n" + PARAMS + "\n# %%\nimport time\ntime.sleep(300)\n")
+    (notebooks / "b_later.py").write_text(GOOD)
+    started = time.time()
+    code = reproduce.main(args(tmp_path, "--time-limit", "6", "--only", "a_slow", "b_later"))
+    assert code == 1 and time.time() - started < 60
+    err = capsys.readouterr().err
+    assert "a_slow: stopped at the --time-limit" in err and "b_later: not started: --time-limit reached" in err
+    assert not (tmp_path / "out" / "a_slow.cache.json").exists()
