@@ -213,6 +213,7 @@ for task in ("ctc", "nuclei"):
     tab = exp.summary_table(df, task)
     tab["variant"] = tab["variant"].map(lambda v: names.get(v, v))
     report.show_table(tab, caption=f"{exp.TASK_LABELS[task]}: per-image scores, mean [95 % interval]")
+display(Markdown(exp.gap_note(run)))
 
 # %% tags=["remove-input"]
 rows_fig = []

@@ -193,6 +193,8 @@ class USEResNet(Method):
             raise ValueError("train needs at least one training and one validation sample")
         device = torch.device(device) if not isinstance(device, torch.device) else device
         erosion = self.erosion if erosion is None else int(erosion)
+        if crop is not None and crop % self.multiple:
+            crop = max(self.multiple, int(crop) // self.multiple * self.multiple)  # the network needs ×32 inputs
         seed_everything(seed)
         rng = np.random.default_rng(seed)
         t0 = time.perf_counter()
