@@ -53,7 +53,7 @@ SETTINGS: dict[str, dict[str, Any]] = {
                   nuclei_size=128, nuclei_train=20, nuclei_val=2, nuclei_test=8, nuclei_steps=400, nuclei_batch=8,
                   nuclei_min_size=15,
                   sim_to_real=True, real_steps=300, real_batch=4, finetune_steps=150, finetune_lr=1e-3, real_min_size=10,
-                  real_generated_regime="hoechst", real_generated_train=20, real_generated_steps=250,
+                  real_generated_regime="hoechst", real_generated_train=20, real_generated_steps=300,
                   **_COMMON),
     "full": dict(size="paper", n_seeds=3, erosion=4, ablation_erosions=[2, 5], ablate_edge_weight=True,
                  ctc_size=256, ctc_train_sequences=4, ctc_frames=30, ctc_val_frames=3, ctc_test_frames=20, ctc_cells=12,
