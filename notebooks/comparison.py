@@ -54,6 +54,7 @@ report.banner(run)
 # - **Counting, real** (when a data root is given): the VGG cells (N = 50 training images drawn from the
 #   first 100, one draw per seed; the last 100 for testing; the blue channel) and MBM (15 training / 29
 #   test images, one permutation per seed; the inverted grey level, downscaled ×{glue:text}`comparison_mbm_scale`).
+#   No masks exist for them: methods that also learn a foreground map get the Otsu foreground.
 # - **Instances**: dense generated nuclei with touching instances (`data.nuclei`).
 # - **Blood smears**: generated smears (`data.blood_smear`) through `data.lowres_pair`: the
 #   high-resolution image and its ¼-resolution version.

@@ -129,7 +129,8 @@ def generated_count_samples(n: int, seed: int, size: int) -> list[dict[str, Any]
 def real_count_samples(records: Sequence[Mapping[str, Any]], kind: str, scale: float = 1.0) -> list[dict[str, Any]]:
     """Dot-annotated real images (:func:`cellnb.data.load_dot_dataset`) as counting samples.
 
-    VGG: the blue channel; MBM: the inverted grey level (stained cells are dark); resized by ``scale``."""
+    VGG: the blue channel; MBM: the inverted grey level (stained cells are dark); resized by ``scale``.
+    ``mask`` is the Otsu foreground (:func:`cellnb.floors.otsu_mask`, σ = 1): no masks exist."""
     if kind not in ("vgg", "mbm"):
         raise ValueError(f"unknown real counting set {kind!r}; choose 'vgg' or 'mbm'")
     out = []
@@ -137,7 +138,8 @@ def real_count_samples(records: Sequence[Mapping[str, Any]], kind: str, scale: f
         rgb = np.asarray(rec["rgb"], np.float32) / 255.0
         gray = rgb[..., 2] if kind == "vgg" else 1.0 - rgb.mean(axis=2)
         shape = (max(1, int(round(gray.shape[0] * scale))), max(1, int(round(gray.shape[1] * scale))))
-        out.append(count_sample(gray, rec["points"], shape))
+        # no masks exist: the Otsu foreground is the annotation-free map target (as in the SSRNet chapter)
+        out.append(count_sample(gray, rec["points"], shape, mask=floors.otsu_mask(gray, sigma=1.0)))
     return out
 
 

@@ -4,7 +4,10 @@
   trained on Gaussian density maps of the dots (σ = 2 px, :func:`cellnb.targets.density_from_points`);
   the count is the sum of the predicted density. Loss ``density_mse``: the MSE of the density
   amplified ×100 (small per-pixel values otherwise give vanishing gradients), as in MC-Unet's
-  density branch; the head learns the amplified density (:class:`AmplifiedDensity`); ``density_mse_count`` adds the squared relative error of the crop's count.
+  density branch; the head learns the amplified density (:class:`AmplifiedDensity`), its bias starts at
+  −4 so that the background starts near zero. The default ``density_mse_count`` adds the squared
+  relative error of the crop's count (without it the softplus background of a short run summed to tens
+  of spurious cells over a whole image); ``density_mse`` alone is the ablation.
 * ``mask``: one sigmoid channel, binary cross-entropy (``bce``).
 * ``instances``: the standard three classes background / interior / boundary (the U-Net baseline of
   Schmidt et al. 2018, StarDist, after Caicedo et al. 2019), softmax cross-entropy with the boundary
@@ -35,6 +38,7 @@ __all__ = ["UNetBaseline", "instances_from_maps", "DENSITY_AMPLIFY"]
 
 DENSITY_AMPLIFY = 100.0
 DENSITY_SIGMA = 2.0
+DENSITY_BIAS = -4.0
 
 
 def instances_from_maps(maps: Mapping[str, np.ndarray], seed_threshold: float = 0.7, threshold: float = 0.5,
@@ -108,10 +112,10 @@ class UNetBaseline(Method):
         "small": {"base_width": 16, "depth": 3},
         "slim": {"base_width": 8, "depth": 3},
     }
-    losses = ("density_mse", "density_mse_count", "bce", "three_class_weighted_ce", "three_class_ce")
+    losses = ("density_mse_count", "density_mse", "bce", "three_class_weighted_ce", "three_class_ce")
     multiple = 16
     #: default loss per task
-    task_loss = {"count": "density_mse", "mask": "bce", "instances": "three_class_weighted_ce"}
+    task_loss = {"count": "density_mse_count", "mask": "bce", "instances": "three_class_weighted_ce"}
 
     def build(self, size: str = "slim", in_channels: int = 1, task: str | None = None, **overrides: Any) -> nn.Module:
         from cellnb.models.unet import UNet
@@ -120,7 +124,10 @@ class UNetBaseline(Method):
         cfg = {**self.check_size(size), **overrides}
         task = task or "mask"
         if task == "count":
-            return AmplifiedDensity(UNet(in_channels=in_channels, num_classes=1, heads=("density",), **cfg))
+            net = UNet(in_channels=in_channels, num_classes=1, heads=("density",), **cfg)
+            with torch.no_grad():  # start the background near zero density: softplus(-4) = 0.018 (x 1/100)
+                net.out["density"].bias.fill_(DENSITY_BIAS)
+            return AmplifiedDensity(net)
         return UNet(in_channels=in_channels, num_classes=3 if task == "instances" else 1, heads=("mask",), **cfg)
 
     def loss(self, variant: str | None = None, task: str | None = None, amplify: float = DENSITY_AMPLIFY,
