@@ -75,42 +75,52 @@ def _crop_outputs(out: Mapping[str, torch.Tensor], hw: tuple[int, int], scale: i
     return cropped
 
 
-def predict_tiled(model: nn.Module, x: torch.Tensor, multiple: int, tile: int = 512, overlap: int = 64) -> dict[str, torch.Tensor]:
+def predict_tiled(model: nn.Module, x: torch.Tensor, multiple: int, tile: int = 512, overlap: int = 64,
+                  scale: int = 1) -> dict[str, torch.Tensor]:
     """Run ``model`` on (1, C, H, W) in overlapping tiles and blend per-pixel outputs (linear ramps).
 
-    Per-pixel outputs (4-D) are blended; a global ``count`` is replaced by the sum of the blended
-    density when the model has one (counts of tiles would double-count the overlaps), else by the
-    area-weighted sum of tile counts.
+    Per-pixel outputs (4-D) are blended; ``sr_image`` is ``scale`` times larger than the input and is
+    cropped and blended at its own resolution. A global ``count`` is replaced by the sum of the
+    blended density when the model has one (counts of tiles would double-count the overlaps), else by
+    the area-weighted sum of tile counts.
     """
     _, _, h, w = x.shape
     if h <= tile and w <= tile:
         xp, hw = pad_to_multiple(x, multiple)
-        return _crop_outputs(model(xp), hw)
+        return _crop_outputs(model(xp), hw, scale)
     step = tile - overlap
     acc: dict[str, torch.Tensor] = {}
-    weight = torch.zeros(1, 1, h, w, device=x.device)
+    weights: dict[int, torch.Tensor] = {}
     count_sum = 0.0
     ramp = torch.ones(tile)
     if overlap:
         ramp[:overlap] = torch.linspace(0.05, 1, overlap)
         ramp[-overlap:] = torch.linspace(1, 0.05, overlap)
-    for top in list(range(0, max(h - tile, 0) + 1, step)) + ([h - tile] if (h - tile) % step else []):
-        for left in list(range(0, max(w - tile, 0) + 1, step)) + ([w - tile] if (w - tile) % step else []):
+    tops = list(range(0, max(h - tile, 0) + 1, step)) + ([h - tile] if h > tile and (h - tile) % step else [])
+    lefts = list(range(0, max(w - tile, 0) + 1, step)) + ([w - tile] if w > tile and (w - tile) % step else [])
+    for top in tops:
+        for left in lefts:
             top_, left_ = max(top, 0), max(left, 0)
             patch = x[..., top_:top_ + tile, left_:left_ + tile]
             pp, hw = pad_to_multiple(patch, multiple)
-            out = _crop_outputs(model(pp), hw)
+            out = _crop_outputs(model(pp), hw, scale)
             ph, pw = hw
-            wt = (ramp[:ph, None] * ramp[None, :pw]).to(x.device)[None, None]
+            base = (ramp[:ph, None] * ramp[None, :pw]).to(x.device)
             for key, value in out.items():
                 if value.ndim == 4:
+                    s = scale if key == "sr_image" else 1
+                    wt = base.repeat_interleave(s, 0).repeat_interleave(s, 1)[None, None] if s > 1 else base[None, None]
                     if key not in acc:
-                        acc[key] = torch.zeros(1, value.shape[1], h, w, device=x.device)
-                    acc[key][..., top_:top_ + ph, left_:left_ + pw] += value * wt
+                        acc[key] = torch.zeros(1, value.shape[1], h * s, w * s, device=x.device)
+                    if s not in weights:
+                        weights[s] = torch.zeros(1, 1, h * s, w * s, device=x.device)
+                    acc[key][..., top_ * s:(top_ + ph) * s, left_ * s:(left_ + pw) * s] += value * wt
                 elif key == "count":
                     count_sum += float(value.sum()) * (ph * pw) / float(tile * tile)
-            weight[..., top_:top_ + ph, left_:left_ + pw] += wt
-    result = {key: value / weight.clamp_min(1e-8) for key, value in acc.items()}
+            for s in weights:
+                wt = base.repeat_interleave(s, 0).repeat_interleave(s, 1)[None, None] if s > 1 else base[None, None]
+                weights[s][..., top_ * s:(top_ + ph) * s, left_ * s:(left_ + pw) * s] += wt
+    result = {key: value / weights[scale if key == "sr_image" else 1].clamp_min(1e-8) for key, value in acc.items()}
     if "density" in result:
         result["count"] = result["density"].sum(dim=(1, 2, 3))
     elif count_sum:
@@ -186,7 +196,7 @@ class Method:
         self.check_task(task)
         x = torch.from_numpy(self.normalize(image))[None].to(device)
         model.eval()
-        out = predict_tiled(model, x, self.multiple, tile=tile, overlap=overlap)
+        out = predict_tiled(model, x, self.multiple, tile=tile, overlap=overlap, scale=self.sr_scale)
         return self.postprocess({k: v[0] for k, v in out.items()}, task=task, **post)
 
     def __repr__(self) -> str:
