@@ -63,7 +63,8 @@ display(Markdown(exp.reproduction_summary(run)))
 # released code (`Roin626/SSRnet`), which holds **two** SSRNets: the one-step ×32 model of the
 # abstract (defined only in a profiling script; here `variant="paper"`) and a five-step ×2 model (the
 # one the training script trains; `variant="released"`). The chapter trains both and a U-Net with a
-# count head on generated BBBC005-like fields, the paper variant also on the real VGG cells, ablates
+# count head on generated BBBC005-like fields, the paper variant (fixed count head) also on the real VGG
+# cells, ablates
 # the count head, the decoder and the count target, and measures the efficiency claims against the
 # released repository's own U-Net. The method (sizes, losses, targets, normalisation, crop training,
 # prediction on any image size) is `cellnb.methods.get_method("ssrnet")`.
@@ -252,8 +253,8 @@ else:
     best = m["vgg_best_count_mae"]
     display(Markdown(
         f"This run's best SSRNet reaches {best:.2f} MAE (95 % interval "
-        f"{m['vgg_paper_fixed_count_mae_low']:.2f} to {m['vgg_paper_fixed_count_mae_high']:.2f}) against "
-        f"{m['vgg_floor_count_mae']:.2f} for the constant mean count, i.e. {m['vgg_paper_fixed_mae_over_floor']:.2f} × the floor, "
+        f"{m['vgg_best_count_mae_low']:.2f} to {m['vgg_best_count_mae_high']:.2f}) against "
+        f"{m['vgg_floor_count_mae']:.2f} for the constant mean count, i.e. {m['vgg_best_mae_over_floor']:.2f} × the floor, "
         f"with images downscaled by {cfg.vgg_scale} and {cfg.vgg_steps} training steps per split."))
 
 # %% [markdown]
@@ -281,18 +282,26 @@ report.show_claims(run)
 def _ci(v):
     return f"{v.estimate:+.2f} (95 % interval {v.low:+.2f} to {v.high:+.2f}, n = {v.n} over {v.n_groups} seed(s))"
 
+def _verdict(v):
+    return {True: "holds", False: "does not hold"}.get(v.holds, f"inconclusive ({v.reason})")
+
 lines = []
 if "beats_unet_count" in found:
     lines.append(f"- **SSRNet vs U-Net, counting** (one protocol: same crops, OM loss, steps and seeds, both count heads "
                  f"started at the training-mean crop count): count MAE SSRNet (paper variant) {m['paper_count_mae']:.2f}, "
                  f"U-Net {m['unet_count_mae']:.2f}, floor {m['floor_count_mae']:.2f}; paired difference "
-                 f"{_ci(found['beats_unet_count'])}. Verdict: **{report.verdict(found['beats_unet_count'].holds)}**"
-                 + (f" ({found['beats_unet_count'].reason})" if found['beats_unet_count'].reason else "") + ".")
+                 f"{_ci(found['beats_unet_count'])}. Verdict: **{_verdict(found['beats_unet_count'])}**.")
 if "fixed_vs_paper" in found:
-    lines.append(f"- **Count head.** Without the InstanceNorm the paper variant's count MAE is {m['paper_fixed_count_mae']:.2f} "
-                 f"instead of {m['paper_count_mae']:.2f} (difference {_ci(found['fixed_vs_paper'])}); the fixed head against the "
-                 f"U-Net: {_ci(found['fixed_vs_unet'])}.")
-if "released_released_target_mae" in m or "released_target_released_target_mae" in m:
+    fp, fu = found["fixed_vs_paper"], found["fixed_vs_unet"]
+    lines.append(f"- **Count head** (first seed): without the InstanceNorm the paper variant's count MAE is "
+                 f"{fp.extra['mean_a']:.2f} against {fp.extra['mean_b']:.2f} with it (difference {_ci(fp)}), and "
+                 f"{fu.extra['mean_a']:.2f} against the U-Net's {fu.extra['mean_b']:.2f} (difference {_ci(fu)}). "
+                 + ("The InstanceNorm removes the map's scale, but a trained head can still read the count from the "
+                    "normalised pattern of a 64×64 crop (the fraction of it that is foreground, below one half here); "
+                    "on these crops the interval of the difference includes 0." if fp.low <= 0 <= fp.high else
+                    "The fixed head counts better: the interval of the difference excludes 0." if fp.high < 0 else
+                    "The faithful head counts better here: the interval of the difference excludes 0."))
+if "released_target_released_target_mae" in m:
     lines.append(f"- **Released count target.** Trained on the plate column, the model predicts the column with MAE "
                  f"{m['released_target_released_target_mae']:.2f} columns (its floor: {m['released_target_floor_released_target_mae']:.2f}), "
                  f"which as a cell count is off by {m['released_target_count_mae']:.1f} cells on average (floor "
@@ -301,13 +310,56 @@ if "released_count_mae" in m:
     lines.append(f"- **Released 5×2 variant**: count MAE {m['released_count_mae']:.2f} (floor {m['floor_count_mae']:.2f}), "
                  f"{m['released_steps_per_s']:.1f} training steps/s against {m['paper_steps_per_s']:.1f} for the one-step variant.")
 if "x32_no_blur" in found:
-    lines.append(f"- **Decoders** (map loss): Dice SSR {m['decoder_ssr_dice']:.3f}, bilinear {m['bilinear_dice']:.3f}, transposed conv "
-                 f"{m['transpose_dice']:.3f} (Otsu floor {m['floor_dice']:.3f}); edge contrast {m['decoder_ssr_edge_contrast']:.3f}, "
-                 f"{m['bilinear_edge_contrast']:.3f}, {m['transpose_edge_contrast']:.3f}.")
+    lines.append(f"- **Decoders** (map loss, {cfg.decoder_steps} steps): Dice SSR {m['decoder_ssr_dice']:.3f}, bilinear "
+                 f"{m['bilinear_dice']:.3f}, transposed conv {m['transpose_dice']:.3f} (Otsu floor {m['floor_dice']:.3f}); "
+                 f"edge contrast {m['decoder_ssr_edge_contrast']:.3f}, {m['bilinear_edge_contrast']:.3f}, "
+                 f"{m['transpose_edge_contrast']:.3f} (Otsu {m['floor_edge_contrast']:.3f}); SSR against bilinear: edge contrast "
+                 f"{_ci(found['x32_no_blur'])}. "
+                 + ("None of the three maps beats Otsu's threshold at this budget, so the rule concludes nothing from them."
+                    if not any(run.models[n]["beats_floor"] for n in exp.DECODER_MODELS if n in run.models) else ""))
 lines.append(f"- **Cost** against the released U_Net: MACs ×{m['macs_ratio_vs_unet']:.3f}, memory traffic "
              f"×{m['memory_traffic_ratio_vs_unet']:.3f}, CPU latency ×{m['latency_ratio_vs_unet']:.3f}; against cellnb's "
              f"transposed-conv U-Net: MACs ×{m['macs_ratio_vs_unet_cellnb']:.3f}, traffic ×{m['memory_traffic_ratio_vs_unet_cellnb']:.3f}.")
 display(Markdown("\n".join(lines)))
+
+# %% [markdown]
+# ### Targets of this profile
+#
+# A count model has learned its task here when its MAE is at most 0.3 × that of the constant
+# predictor (generated fields and VGG cells), and the best VGG model should reach 5.0 MAE. The table
+# says, per model, where this run stands; a miss is explained below it.
+
+# %% tags=["remove-input"]
+rows = []
+for name in [n for n in exp.COUNT_MODELS if n in run.models and n != "released_target"] + [n for n in run.models if n.startswith("vgg_")]:
+    s_ = run.models[name]
+    rows.append({"model": labels.get(name, name), "count MAE": s_["value"], "floor": s_["floor"],
+                 "MAE / floor": s_["value"] / s_["floor"], "≤ 0.3 × floor": s_["value"] <= 0.3 * s_["floor"],
+                 "converged": s_["converged"], "training steps/s": s_.get("steps_per_s")})
+report.show_table(pd.DataFrame(rows), caption="Count models against the target of ≤ 0.3 × the constant-mean MAE")
+notes = []
+if "released_count_mae" in m and m["released_count_mae"] > 0.3 * m["floor_count_mae"]:
+    notes.append(f"The released 5×2 variant misses the target ({m['released_mae_over_floor']:.2f} × the floor): with the same "
+                 f"{cfg.steps} steps it trains at {m['released_steps_per_s']:.1f} steps/s (its recurrent passes run at H/4) against "
+                 f"{m['paper_steps_per_s']:.1f} for the one-step variant, and its map reaches Dice {m['released_dice']:.3f}; "
+                 "its validation curve is in the figure above.")
+if vgg is not None and m.get("vgg_best_count_mae", 0) > 5.0:
+    notes.append(f"On VGG cells the best SSRNet reaches {m['vgg_best_count_mae']:.2f} MAE, above the 5.0 aimed for: "
+                 f"{cfg.vgg_steps} steps on 64×64 crops of images downscaled by {cfg.vgg_scale} (a cell, about 11 px across at full "
+                 f"resolution, is then about {11 * cfg.vgg_scale:.0f} px) and a global count head summed over the tiles; the "
+                 "VGG curves are in the figure above and the convergence notes below say how much they still fell at the end.")
+for name, s_ in run.models.items():
+    if not s_["converged"]:
+        curve = s_.get("val_curve", [])
+        k = max(2, round(0.25 * len(curve)))
+        if len(curve) >= 2 * k:
+            before, last = float(np.median(curve[-2 * k:-k])), float(np.median(curve[-k:]))
+            notes.append(f"`{name}` has not converged by the rule (every seed must): on the first seed the median "
+                         f"validation loss of the last quarter "
+                         f"({last:.3g}) is {100 * (before - last) / abs(before):.0f} % below that of the quarter before ({before:.3g}).")
+if notes:
+    display(Markdown("\n\n".join(notes)))
+
 
 # %% [markdown]
 # ## Deviations from the paper
