@@ -47,7 +47,7 @@ SETTINGS: dict[str, dict[str, Any]] = {
     # step budget sized by measurement (docs in the chapter); efficiency at the released widths, 256².
     "quick": dict(
         downscale=4, n_train=12, n_val=3, n_test=12, n_seeds=3, size="slim", unet_width=4, pix2pix_depth=6,
-        crop=64, batch_size=8, evals=10, steps=600, lr=2e-3, lr_d=2e-4,
+        crop=64, batch_size=8, evals=10, steps=500, lr=2e-3, lr_d=2e-4,
         bench_size=256, bench_repeats=3, bench_width=64, block_repeats=5,
     ),
     # full: the released set-up (full-size frames, released widths, 30 epochs of 960 frames, lr 1e-4)
@@ -403,3 +403,29 @@ def cpu_name() -> str:
     except OSError:
         pass
     return "CPU " + (platform.processor() or platform.machine())
+
+
+def target_report(run, curves: Mapping[str, list[np.ndarray]], target_ratio: float = 0.3) -> str:
+    """Markdown: for each model, whether it met the profile's targets (count MAE <= ``target_ratio`` ×
+    the constant predictor's, Dice above the Otsu floor, converged), and the numbers behind each miss."""
+    from cellnb.verdicts import convergence_report
+
+    m = run.metrics
+    lines = []
+    for name in MODEL_NAMES:
+        ratio = m[f"{name}_count_mae_vs_floor"]
+        reps = [convergence_report(c) for c in curves[name]]
+        improv = ", ".join(f"{100 * r['last_window_improvement']:.1f} %" for r in reps)
+        misses = []
+        if ratio > target_ratio:
+            misses.append(f"count MAE {m[f'{name}_count_mae']:.2f} is {ratio:.2f} × the constant predictor's "
+                          f"{m['floor_count_mae']:.1f} (target ≤ {target_ratio})")
+        if not run.models[f"{name}_mask"]["beats_floor"]:
+            misses.append(f"Dice {m[f'{name}_dice']:.3f} [{m[f'{name}_dice_low']:.3f}, {m[f'{name}_dice_high']:.3f}] "
+                          f"does not beat Otsu's {m['floor_dice']:.3f}")
+        if not all(r["converged"] for r in reps):
+            misses.append(f"the validation loss still fell by {improv} over the last quarter of training (per seed; "
+                          "converged means < 5 %)")
+        status = "meets the targets" if not misses else "misses: " + "; ".join(misses)
+        lines.append(f"- **{LABELS[name]}** ({m[f'{name}_steps_per_s']:.1f} steps/s): {status}.")
+    return "\n".join(lines)
