@@ -921,7 +921,9 @@ def run_all(ctx: Context, plans: list[tuple[str, dict[str, Any]]], jobs: int, th
                     report(outcome)
                     bar.update(1)
                     continue
-                if name in forced:
+                if not use_cache:
+                    reason = "cache off under torchrun"
+                elif name in forced:
                     reason = "forced"
                 elif waits_for[name] & executed:
                     reason = "re-executed: " + ", ".join(sorted(waits_for[name] & executed))
