@@ -87,7 +87,11 @@ def predict_tiled(model: nn.Module, x: torch.Tensor, multiple: int, tile: int = 
     _, _, h, w = x.shape
     if h <= tile and w <= tile:
         xp, hw = pad_to_multiple(x, multiple)
-        return _crop_outputs(model(xp), hw, scale)
+        result = _crop_outputs(model(xp), hw, scale)
+        if "density" in result and "count" in result and xp.shape[-2:] != x.shape[-2:]:
+            # a global count of the padded image counts the reflected border too: use the cropped map
+            result["count"] = result["density"].sum(dim=(1, 2, 3))
+        return result
     step = tile - overlap
     acc: dict[str, torch.Tensor] = {}
     weights: dict[int, torch.Tensor] = {}
