@@ -49,10 +49,12 @@ report.banner(run)
 # %% [markdown]
 # ## Data
 #
-# - **Counting, generated**: BBBC005-like fields (`data.fluorescence_cells(preset="bbbc005")`, nuclei
+# - **Counting, generated** (only when no real counting data is given; the SSRNet and ELMGAN chapters
+#   compare on these fields): BBBC005-like fields (`data.fluorescence_cells(preset="bbbc005")`, nuclei
 #   stain) generated at twice the image size and downscaled ×0.5.
 # - **Counting, real** (when a data root is given): the VGG cells (N = 50 training images drawn from the
-#   first 100, one draw per seed; the last 100 for testing; the blue channel) and MBM (15 training / 29
+#   first 100, one draw per seed; the first {glue:text}`comparison_real_n_test` of the last 100 for testing;
+#   the blue channel) and MBM (15 training / 29
 #   test images, one permutation per seed; the inverted grey level, downscaled ×{glue:text}`comparison_mbm_scale`).
 #   No masks exist for them: methods that also learn a foreground map get the Otsu foreground.
 # - **Instances**: dense generated nuclei with touching instances (`data.nuclei`).
@@ -64,6 +66,7 @@ report.banner(run)
 
 # %% tags=["remove-input"]
 run.metric("mbm_scale", cfg.mbm_scale)
+run.metric("real_n_test", cfg.real_n_test)
 run.glue()
 base = 10_000 * (seed + 1)
 gen_train = exp.generated_count_samples(cfg.n_train, base, cfg.gen_size)
@@ -110,10 +113,12 @@ report.show_table(pd.DataFrame(rows), caption="The compared methods")
 # %% [markdown]
 # ## Training
 #
-# Every trained method gets the same budget: {glue:text}`comparison_steps` optimiser steps of batch
-# {glue:text}`comparison_batch_size` on random {glue:text}`comparison_crop`² crops with flips and 90°
-# rotations, at the `slim` size, each with its own optimiser settings and schedule, for each of
-# {glue:text}`comparison_n_seeds` seeds. All validation curves are in one figure after the results.
+# Every trained method of a task gets the same budget — by default {glue:text}`comparison_steps` optimiser
+# steps of batch {glue:text}`comparison_batch_size` on random {glue:text}`comparison_crop`² crops with flips
+# and 90° rotations, at the `slim` size — each with its own optimiser settings and schedule, for each of
+# {glue:text}`comparison_n_seeds` seeds. Where the profile sets a task's or a method's budget otherwise
+# (fewer steps where the curves flatten early; the density U-Net's recipe at a larger width), the table
+# under the training curves lists it. All validation curves are in one figure after the results.
 
 # %% tags=["remove-cell"]
 for key in ("steps", "batch_size", "crop", "n_seeds"):
@@ -121,10 +126,11 @@ for key in ("steps", "batch_size", "crop", "n_seeds"):
 run.glue()
 
 # %% tags=["remove-cell"]
-outcomes["count_gen"] = exp.run_task("count_gen", cfg.count_methods, [exp.split_val(gen_train, cfg.val_fraction)] * len(seeds),
-                                     [gen_test] * len(seeds), cfg, seeds, device=train_device)
 vgg_dir = utils.real_dataset_dir(data_root, "vgg_cells")
 mbm_dir = utils.real_dataset_dir(data_root, "mbm")
+if cfg.generated_count == "always" or (vgg_dir is None and mbm_dir is None):
+    outcomes["count_gen"] = exp.run_task("count_gen", cfg.count_methods, [exp.split_val(gen_train, cfg.val_fraction)] * len(seeds),
+                                         [gen_test] * len(seeds), cfg, seeds, device=train_device)
 if vgg_dir is not None:
     vgg = exp.real_count_samples(data.load_dot_dataset(vgg_dir, kind="vgg"), "vgg", cfg.vgg_scale)
     vsplits = data.vgg_splits(cfg.real_n_train, n_splits=len(seeds), seed=seed)
@@ -258,6 +264,8 @@ report.show_table(exp.results_table(summary, learned, {}, cost, "blood"),
 if len(status):
     fig = exp.curves_figure(status)
     plt.show()
+    report.show_table(exp.budget_table(status), caption="Training budget and cost per task and method "
+                      "(train seconds and steps per second: mean over the seeds, one CPU thread)")
 
 # %% [markdown]
 # ## Which method for my cells?
@@ -312,29 +320,8 @@ report.show_claims(run)
 # %% [markdown]
 # ### Every chapter's claims
 #
-# The claims of each chapter come from its best available result (`full` where present, else `quick`);
-# the counts are of paper claims only (self-checks are listed but not counted).
-
-# %% tags=["remove-input"]
-claims, chapter_status = exp.gather_claims(exp.CHAPTERS)
-missing = chapter_status.loc[chapter_status["profile"].isin(["missing", "outdated"]), "chapter"].tolist()
-if missing:
-    report.note(f"No current results for: {', '.join(missing)}. Their claims are missing from the counts below.", kind="warning")
-counts = exp.claim_counts(claims)
-run.update(counts)
-report.show_table(claims[["chapter", "profile", "kind", "statement", "verdict"]], caption=f"All chapter claims: of {counts['claims_total']} paper claims {counts['claims_hold']} hold, "
-                  f"{counts['claims_fail']} do not hold, {counts['claims_untestable']} not testable here; "
-                  f"{counts['checks_total']} self-checks")
-
-# %% [markdown]
-# ### Reproduction cost
-#
-# Wall time of every notebook per profile: inside the notebook (the result file's `seconds`) and as
-# seen by the runner (`results/timings/<profile>.json`, kernel start included).
-
-# %% tags=["remove-input"]
-report.show_table(exp.reproduction_cost(exp.CHAPTERS + ("comparison",)), caption="Seconds per notebook and profile",
-                  floatfmt="{:.0f}")
+# This chapter decides only its own cross-method checks above. The claims of every chapter, with their
+# verdicts, and the time each notebook takes are gathered on {doc}`/book/results`.
 
 # %% tags=["remove-cell"]
 path = run.save()
@@ -353,6 +340,4 @@ run.glue()
 # - On touching nuclei the three-class U-Net reaches AJI {glue:text}`comparison_unet_nuclei_aji:.2f`
 #   (its post-processing's ceiling {glue:text}`comparison_ceiling_unet_nuclei_aji:.2f`); the floor
 #   scores {glue:text}`comparison_floor_nuclei_aji:.2f`.
-# - Of all chapters' paper claims, {glue:text}`comparison_claims_hold` hold, {glue:text}`comparison_claims_fail`
-#   do not and {glue:text}`comparison_claims_untestable` are not testable here
-#   (of {glue:text}`comparison_claims_total`).
+# - Every chapter's claims and their verdicts are on {doc}`/book/results`.

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import math
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -12,52 +9,38 @@ import pytest
 from cellnb import floors
 from cellnb.experiments import comparison as exp
 from cellnb.methods import get_method
-from cellnb.results import Run
 
 
-def _save(tmp_path, name, profile, verdicts, kinds=None):
-    run = Run(name, profile=profile, device="cpu")
-    for i, holds in enumerate(verdicts):
-        run.claim(f"c{i}", f"{name} claim {i}", paper="paper", measured=float(i), holds=holds,
-                  kind=(kinds or ["paper"] * len(verdicts))[i])
-    run.metric("x", 1.0)
-    return run.save(tmp_path)
+# ------------------------------------------------------------------------------ budgets
+def test_budget_overrides_by_task_then_method():
+    cfg = {"size": "slim", "steps": 300, "batch_size": 8, "crop": 64, "other": 1,
+           "budgets": {"nuclei": {"steps": 200}, "unet@count": {"size": "small", "steps": 500},
+                       "unet@count_mbm": {"crop": 96}}}
+    assert exp.budget(cfg, "nuclei", "mc_unet")["steps"] == 200
+    assert exp.budget(cfg, "blood", "tiny_unet")["steps"] == 300
+    vgg = exp.budget(cfg, "count_vgg", "unet")
+    assert (vgg["size"], vgg["steps"], vgg["crop"], vgg["other"]) == ("small", 500, 64, 1)
+    assert exp.budget(cfg, "count_mbm", "unet")["crop"] == 96  # the task-specific entry wins
+    assert exp.budget(cfg, "count_vgg", "ssrnet")["size"] == "slim"
+    with pytest.raises(ValueError, match="unknown keys"):
+        exp.budget({**cfg, "budgets": {"nuclei": {"lr": 1.0}}}, "nuclei", "unet")
 
 
-# ------------------------------------------------------------------------------ claims ledger
-def test_gather_claims_prefers_full_and_counts_paper_verdicts(tmp_path):
-    _save(tmp_path, "ssrnet", "quick", [True, False])
-    _save(tmp_path, "ssrnet", "full", [True, True, None])  # full wins over quick
-    _save(tmp_path, "elmgan", "quick", [False, True], kinds=["paper", "check"])
-    claims, status = exp.gather_claims(["ssrnet", "elmgan", "mc_unet"], tmp_path)
-    assert status.to_dict("records") == [
-        {"chapter": "ssrnet", "profile": "full", "claims": 3},
-        {"chapter": "elmgan", "profile": "quick", "claims": 2},
-        {"chapter": "mc_unet", "profile": "missing", "claims": 0},
-    ]
-    assert claims["verdict"].tolist() == ["holds", "holds", "not testable here", "does not hold", "holds"]
-    assert claims["kind"].tolist() == ["paper"] * 4 + ["check"]
-    # the check is listed but not counted
-    assert exp.claim_counts(claims) == {"claims_total": 4, "claims_hold": 2, "claims_fail": 1, "claims_untestable": 1,
-                                        "checks_total": 1}
+def test_profiles_drop_generated_counting_when_real_data_exists_and_keep_three_seeds():
+    assert exp.SETTINGS["quick"]["generated_count"] == "fallback"
+    assert exp.SETTINGS["quick"]["n_seeds"] >= 3 and exp.SETTINGS["full"]["n_seeds"] >= 3
+    for profile, table in exp.SETTINGS.items():
+        for key, extra in table["budgets"].items():
+            assert set(extra) <= set(exp.BUDGET_KEYS), (profile, key)
 
 
-def test_claim_counts_of_no_claims_are_zero(tmp_path):
-    claims, status = exp.gather_claims(["ssrnet"], tmp_path)
-    assert exp.claim_counts(claims) == {"claims_total": 0, "claims_hold": 0, "claims_fail": 0, "claims_untestable": 0,
-                                        "checks_total": 0}
-    assert status["profile"].tolist() == ["missing"]
-
-
-def test_reproduction_cost_reads_results_and_timings(tmp_path):
-    _save(tmp_path, "ssrnet", "quick", [True])
-    (tmp_path / "timings").mkdir()
-    (tmp_path / "timings" / "quick.json").write_text(json.dumps(
-        {"notebooks": {"ssrnet": {"seconds": 99.5, "device": "cpu"}, "elmgan": {"seconds": 10.0, "device": "cpu"}}}))
-    table = exp.reproduction_cost(["ssrnet", "elmgan", "mc_unet"], tmp_path)
-    assert table["notebook"].tolist() == ["ssrnet", "elmgan"]
-    assert table.loc[0, "runner_s"] == 99.5 and table.loc[0, "notebook_s"] >= 0
-    assert math.isnan(table.loc[1, "notebook_s"]) and table.loc[1, "runner_s"] == 10.0
+def test_budget_table_lists_each_task_and_method_once():
+    status = pd.DataFrame([{"task": "nuclei", "method": "unet", "seed": s, "val_curve": [], "converged": s < 2,
+                            "train_s": 10.0 + s, "steps_per_s": 2.0, "size": "slim", "steps": 200, "batch_size": 8,
+                            "crop": 64} for s in range(3)])
+    table = exp.budget_table(status)
+    assert len(table) == 1 and table.loc[0, "steps"] == 200 and table.loc[0, "converged (seeds)"] == "2/3"
+    assert table.loc[0, "train (s)"] == "11"
 
 
 # ------------------------------------------------------------------------------ data
