@@ -69,7 +69,7 @@ CHAPTERS: tuple[str, ...] = (
 )
 #: Chapters that read other chapters' results (None: every other chapter). They run after those
 #: chapters and are stale whenever one of them is.
-AGGREGATES: dict[str, tuple[str, ...] | None] = {"comparison": None}
+AGGREGATES: dict[str, tuple[str, ...] | None] = {}
 STANDARD_PARAMETERS = ("profile", "device", "seed", "data_root")
 THREADS_PARAMETER = "num_threads"
 HEADLINE_COUNT = 3
