@@ -109,21 +109,35 @@ def make_data(cfg: Mapping[str, Any], seed: int = 0) -> dict[str, list[dict[str,
 
 
 # --------------------------------------------------------------------------- models
+def _build_elmgan(m, cfg):
+    return m.build(cfg["size"]), m.build_discriminator(cfg["size"], with_count=True), "nh"
+
+
+def _build_elmgan_no_gan(m, cfg):
+    return m.build(cfg["size"]), None, "no_gan"
+
+
+def _build_unet(m, cfg):
+    unet = create_model("unet", in_channels=1, base_width=cfg["unet_width"], heads=("mask", "count"))
+    return ScaledCount(unet, m.count_scale), None, "no_gan"
+
+
+def _build_pix2pix(m, cfg):
+    gen = create_model("pix2pix_generator", in_channels=1, base_width=m.sizes[cfg["size"]]["base_width"],
+                       depth=cfg["pix2pix_depth"], count_scale=m.count_scale)
+    return gen, m.build_discriminator(cfg["size"], with_count=False), "nh"
+
+
+#: The compared models: ``name -> builder(method, cfg) -> (generator, discriminator or None, loss variant)``.
+BUILDERS = {"elmgan": _build_elmgan, "elmgan_no_gan": _build_elmgan_no_gan, "unet": _build_unet,
+            "pix2pix": _build_pix2pix}
+
+
 def build(name: str, cfg: Mapping[str, Any]) -> tuple[nn.Module, nn.Module | None, str]:
     """``(generator, discriminator or None, loss variant)`` of compared model ``name``."""
-    m = method()
-    if name == "elmgan":
-        return m.build(cfg["size"]), m.build_discriminator(cfg["size"], with_count=True), "nh"
-    if name == "elmgan_no_gan":
-        return m.build(cfg["size"]), None, "no_gan"
-    if name == "unet":
-        unet = create_model("unet", in_channels=1, base_width=cfg["unet_width"], heads=("mask", "count"))
-        return ScaledCount(unet, m.count_scale), None, "no_gan"
-    if name == "pix2pix":
-        gen = create_model("pix2pix_generator", in_channels=1, base_width=m.sizes[cfg["size"]]["base_width"],
-                           depth=cfg["pix2pix_depth"], count_scale=m.count_scale)
-        return gen, m.build_discriminator(cfg["size"], with_count=False), "nh"
-    raise ValueError(f"unknown model {name!r}; choose from {MODEL_NAMES}")
+    if name not in BUILDERS:
+        raise ValueError(f"unknown model {name!r}; choose from {MODEL_NAMES}")
+    return BUILDERS[name](method(), cfg)
 
 
 @dataclass
