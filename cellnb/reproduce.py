@@ -66,6 +66,7 @@ CHAPTERS: tuple[str, ...] = (
     "mc_unet",
     "u_se_resnet",
     "comparison",
+    "own_images",
 )
 #: Chapters that read other chapters' results (None: every other chapter). They run after those
 #: chapters and are stale whenever one of them is.
