@@ -835,6 +835,18 @@ def child_env(threads: int, gpu: str | None, results_root: Path) -> dict[str, st
     return env
 
 
+def longest_first(names: Sequence[str], results_root: Path, profile: str) -> list[str]:
+    """``names`` ordered by their last measured wall time, longest first (book order among unknowns):
+    with several jobs the long chapters start first, so the run ends sooner (LPT scheduling)."""
+    path = Path(results_root) / "timings" / f"{profile}.json"
+    try:
+        seconds = {n: float(e["seconds"]) for n, e in json.loads(path.read_text()).get("notebooks", {}).items()}
+    except (OSError, ValueError, KeyError, TypeError):
+        seconds = {}
+    order = {n: i for i, n in enumerate(names)}
+    return sorted(names, key=lambda n: (-seconds.get(n, 0.0), order[n]))
+
+
 def run_all(ctx: Context, plans: list[tuple[str, dict[str, Any]]], jobs: int, threads: int, gpus: list[str],
             force: Sequence[str] | None, quiet: bool = False, use_cache: bool = True,
             time_limit: float | None = None) -> list[Outcome]:
@@ -887,7 +899,7 @@ def run_all(ctx: Context, plans: list[tuple[str, dict[str, Any]]], jobs: int, th
         return outcome
 
     why: dict[str, str] = {}
-    pending = list(selected)
+    pending = longest_first(selected, ctx.results_root, plans[0][1]["profile"]) if jobs > 1 and plans else list(selected)
     running: dict[Future, str] = {}
     children: dict[str, subprocess.Popen] = {}
     stopped = threading.Event()

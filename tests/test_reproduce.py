@@ -257,3 +257,12 @@ def test_time_limit_stops_running_notebooks_and_skips_pending(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "a_slow: stopped at the --time-limit" in err and "b_later: not started: --time-limit reached" in err
     assert not (tmp_path / "out" / "a_slow.cache.json").exists()
+
+
+def test_longest_first_orders_by_last_measured_time(tmp_path):
+    (tmp_path / "timings").mkdir()
+    (tmp_path / "timings" / "quick.json").write_text(json.dumps(
+        {"notebooks": {"a": {"seconds": 10, "device": "cpu"}, "comparison": {"seconds": 700, "device": "cpu"},
+                       "b": {"seconds": 300, "device": "cpu"}}}))
+    assert reproduce.longest_first(["a", "b", "new", "comparison"], tmp_path, "quick") == ["comparison", "b", "a", "new"]
+    assert reproduce.longest_first(["a", "b"], tmp_path, "smoke") == ["a", "b"]  # nothing measured: book order
