@@ -255,7 +255,8 @@ def verdict_figure_svg(records: list[dict[str, Any]]) -> str:
         labels = [verdict_label(c) for c in record["claims"] if c.get("kind", "paper") == "paper"]
         if labels:
             rows.append((CHAPTER_TITLES.get(record["name"], record["name"]), labels))
-    width = 210 + 26 * max([len(l) for _, l in rows] + [4])
+    legend = sum(30 + 8 * len(label) for label in VERDICT_COLOURS) + 20
+    width = max(210 + 26 * max([len(l) for _, l in rows] + [4]), legend)
     height = 30 * len(rows) + 60
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
            f'font-family="sans-serif" font-size="13">']
