@@ -132,6 +132,16 @@ def predict_tiled(model: nn.Module, x: torch.Tensor, multiple: int, tile: int = 
     return result
 
 
+def channels_first(image: np.ndarray) -> np.ndarray:
+    """(H, W) or (H, W, C) or (C, H, W) image -> float32 (C, H, W) (the layout every method normalises)."""
+    image = np.asarray(image, dtype=np.float32)
+    if image.ndim == 2:
+        return image[None]
+    if image.ndim == 3 and image.shape[-1] in (1, 3, 4) and image.shape[0] not in (1, 3, 4):
+        return np.moveaxis(image, -1, 0)
+    return image
+
+
 class Method:
     """Base class of a paper's recipe; subclasses set the class attributes and override the hooks."""
 
@@ -157,11 +167,7 @@ class Method:
 
     def normalize(self, image: np.ndarray) -> np.ndarray:
         """(H, W) or (H, W, C) image -> float32 (C, H, W) network input. Default: min-max to [0, 1]."""
-        image = np.asarray(image, dtype=np.float32)
-        if image.ndim == 2:
-            image = image[None]
-        elif image.ndim == 3 and image.shape[-1] in (1, 3, 4) and image.shape[0] not in (1, 3, 4):
-            image = np.moveaxis(image, -1, 0)
+        image = channels_first(image)
         lo, hi = float(image.min()), float(image.max())
         return (image - lo) / (hi - lo) if hi > lo else np.zeros_like(image)
 

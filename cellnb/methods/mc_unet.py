@@ -31,7 +31,7 @@ import torch
 from scipy import ndimage
 from torch import nn
 
-from cellnb.methods.base import Method, Prediction, register_method
+from cellnb.methods.base import Method, Prediction, channels_first, register_method
 
 __all__ = ["MCUNetMethod", "ScaledDensity", "VARIANTS", "LOSS_HEADS", "instances", "centroids",
            "sample_targets", "make_split", "NUCLEI_PER_256", "oracle_inputs"]
@@ -243,11 +243,7 @@ class MCUNetMethod(Method):
 
     def normalize(self, image: np.ndarray) -> np.ndarray:
         """Percentile normalisation (1st / 99.8th percentile to 0 / 1, clipped to [-0.5, 1.5]) per image."""
-        image = np.asarray(image, dtype=np.float32)
-        if image.ndim == 2:
-            image = image[None]
-        elif image.ndim == 3 and image.shape[-1] in (1, 3, 4) and image.shape[0] not in (1, 3, 4):
-            image = np.moveaxis(image, -1, 0)
+        image = channels_first(image)
         lo, hi = np.percentile(image, (1.0, 99.8))
         if hi <= lo:
             return np.zeros_like(image)
