@@ -402,7 +402,12 @@ def recalibrate_batchnorm(model: nn.Module, inputs: Iterable[torch.Tensor], devi
     """
     if not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
         return False
-    torch.optim.swa_utils.update_bn(inputs, model, device=device)
+    batches = list(inputs)
+    # a lone single-image batch (the remainder of an odd split) cannot be normalised in train mode
+    # where a feature map shrinks to 1x1; its statistics are covered by the other batches
+    if len(batches) > 1:
+        batches = [b for b in batches if b.shape[0] > 1] or batches
+    torch.optim.swa_utils.update_bn(batches, model, device=device)
     return True
 
 
