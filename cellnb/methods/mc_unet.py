@@ -300,7 +300,8 @@ class MCUNetMethod(Method):
         """Random crops + flips + 90° rotations, Adam with a per-step one-cycle schedule, ``steps``
         optimiser steps in ``evals`` epochs (one validation-loss evaluation each, on ``val_samples``:
         images held out of the training set, full size). Samples need ``image`` and ``labels``
-        (targets are built by :meth:`targets` when absent). Returns :func:`cellnb.train.fit`'s history."""
+        (targets are built by :meth:`targets` when absent). Returns :func:`cellnb.train.fit`'s history
+        with a ``step`` column and ``attrs["steps_per_s"]`` (validation included)."""
         from cellnb.data import DictDataset, PairedAugment
         from cellnb.train import fit
         from cellnb.utils import seed_everything
@@ -319,8 +320,12 @@ class MCUNetMethod(Method):
                                              shuffle=True, generator=generator, drop_last=True)
         val_loader = torch.utils.data.DataLoader(DictDataset(val_items, keys=keys), batch_size=max(1, len(val_items)))
         loss_fn = self.loss(loss, **dict(loss_kwargs or {}))
-        return fit(model, loader, loss_fn, epochs=evals, lr=lr, val_loader=val_loader, scheduler="onecycle",
-                   device=device, amp=False, progress=progress, **kwargs)
+        history = fit(model, loader, loss_fn, epochs=evals, lr=lr, val_loader=val_loader, scheduler="onecycle",
+                      device=device, amp=False, progress=progress, **kwargs)
+        history["step"] = history["epoch"] * per_epoch
+        # per-epoch seconds include the (small) validation pass
+        history.attrs["steps_per_s"] = per_epoch * len(history) / max(float(history["seconds"].sum()), 1e-9)
+        return history
 
     def _training_item(self, sample: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         item = {"image": self.normalize(np.asarray(sample["image"]).squeeze())}
