@@ -32,8 +32,8 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-__all__ = ["SCENARIOS", "TRAIN_FRAMES", "TEST_FRAMES", "VAL_COLUMNS", "real_split", "generated_samples",
-           "ceiling_fn", "evaluate", "summary", "floor_verdict"]
+__all__ = ["SCENARIOS", "SCENARIO_TAGS", "TRAIN_FRAMES", "TEST_FRAMES", "VAL_COLUMNS", "real_split", "generated_samples",
+           "ceiling_fn", "evaluate", "summary", "floor_verdict", "record", "plot_curves", "table"]
 
 SCENARIOS = ("generated", "real", "generated+real")
 TRAIN_FRAMES = (0, 1, 2, 3, 4)
@@ -236,3 +236,114 @@ def floor_verdict(result: Mapping[str, Any], scenario: str, metric: str = "ap50"
     vals, fl, groups = _paired(result, scenario, metric)
     return verdicts.compare(vals, fl, better="higher", groups=groups, margin=margin, learned=learned,
                             labels=(f"{result['method']} ({scenario})", "Otsu + watershed"))
+
+
+#: scenario -> the word used in metric and model names
+SCENARIO_TAGS = {"generated": "generated_only", "real": "real_only", "generated+real": "finetuned"}
+SCENARIO_LABELS = {"generated": "generated only", "real": "real frames 0–4 only",
+                   "generated+real": "generated, then fine-tuned on real"}
+
+
+def curve(history: pd.DataFrame) -> list[float]:
+    """The validation-loss curve of one training (what :func:`cellnb.verdicts.converged` reads)."""
+    return [float(v) for v in history["val_loss"].to_numpy(float)]
+
+
+def record(run, result: Mapping[str, Any], prefix: str = "real", label: str | None = None) -> dict[str, Any]:
+    """Record an :func:`evaluate` result in ``run`` (:class:`cellnb.results.Run`) and return its verdicts.
+
+    Metrics: ``{prefix}_{tag}_{m}`` with ``_low``/``_high`` (bootstrap over seeds, then frames) for
+    each scenario (tags :data:`SCENARIO_TAGS`), ``floor_{prefix}_{m}``, ``ceiling_{prefix}_{m}`` and
+    ``{prefix}_{tag}_steps_per_s``. One :meth:`Run.model` per scenario and seed (AJI per frame
+    against the floor's). Checks (``kind="check"``): each scenario beats the floor on AJI — a claim
+    about the floor itself, so it needs the models converged only — and "generated pre-training
+    helps" (fine-tuned vs real-only), which needs both sides learned.
+    """
+    from cellnb import verdicts
+
+    label = label or result["method"]
+    scores, floor = result["scores"], result["floor"].set_index("frame")
+    for m in METRICS:
+        run.metric(f"floor_{prefix}_{m}", float(floor[m].mean()))
+        run.metric(f"ceiling_{prefix}_{m}", float(result["ceiling"][m]))
+    names: dict[str, list[str]] = {}
+    for scenario in [s for s in SCENARIOS if s in set(scores["scenario"])]:
+        tag = SCENARIO_TAGS[scenario]
+        sub = scores[scores.scenario == scenario].sort_values(["seed", "frame"])
+        for m in METRICS:
+            mean, lo, hi = verdicts.bootstrap_interval(sub[m].to_numpy(float), sub.seed.to_numpy())
+            run.update({f"{prefix}_{tag}_{m}": mean, f"{prefix}_{tag}_{m}_low": lo, f"{prefix}_{tag}_{m}_high": hi})
+        if scenario in result["steps_per_s"]:
+            run.metric(f"{prefix}_{tag}_steps_per_s", result["steps_per_s"][scenario])
+        names[scenario] = []
+        for seed, grp in sub.groupby("seed"):
+            name = f"{prefix}_{tag}_seed{int(seed)}"
+            hist = result["histories"][(scenario, int(seed))]
+            aji, fl = grp.aji.to_numpy(float), floor.loc[grp.frame, "aji"].to_numpy(float)
+            run.model(name, converged=verdicts.converged(curve(hist)),
+                      beats_floor=verdicts.beats_floor(aji, fl, better="higher"), metric="aji",
+                      value=float(aji.mean()), floor=float(fl.mean()), ceiling=float(result["ceiling"]["aji"]),
+                      curve=curve(hist), steps=int(hist["step"].iloc[-1]) if "step" in hist else len(hist),
+                      steps_per_s=float(hist.attrs.get("steps_per_s", float("nan"))))
+            names[scenario].append(name)
+    found: dict[str, Any] = {}
+    for scenario, models in names.items():
+        tag = SCENARIO_TAGS[scenario]
+        v = floor_verdict(result, scenario, "aji", learned={n: run.models[n]["converged"] for n in models})
+        cid = f"{prefix}_{tag}_beats_floor"
+        run.verdict(cid, f"{label} trained on {SCENARIO_LABELS[scenario]} beats Otsu + watershed on the real "
+                    "Hoechst frames 5–9 (AJI)", "sim-to-real check", v, kind="check",
+                    note=f"ceiling of its post-processing on the true maps: AJI {result['ceiling']['aji']:.3f}")
+        found[cid] = v
+    if "generated+real" in names and "real" in names:
+        a = scores[scores.scenario == "generated+real"].sort_values(["seed", "frame"])
+        b = scores[scores.scenario == "real"].sort_values(["seed", "frame"])
+        v = verdicts.compare(a.aji.to_numpy(float), b.aji.to_numpy(float), better="higher", groups=a.seed.to_numpy(),
+                             learned=run.learned(*names["generated+real"], *names["real"]),
+                             labels=("pre-trained + fine-tuned", "real only"))
+        cid = f"{prefix}_pretraining_helps"
+        run.verdict(cid, f"Generated pre-training helps {label} on the real frames (fine-tuned vs real-only, AJI)",
+                    "sim-to-real check", v, kind="check")
+        found[cid] = v
+    return found
+
+
+def plot_curves(results: Mapping[str, Mapping[str, Any]]):
+    """Validation-loss curves of every training of each result (``{label: evaluate(...)}``): one
+    panel per method, one colour per scenario, one line per seed."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(results), figsize=(4.2 * len(results), 3.2), squeeze=False)
+    colours = dict(zip(SCENARIOS, ("tab:blue", "tab:orange", "tab:green")))
+    for ax, (label, result) in zip(axes[0], results.items()):
+        for (scenario, seed), hist in sorted(result["histories"].items(), key=lambda kv: (kv[0][0], kv[0][1])):
+            ax.plot(hist["step"], hist["val_loss"], color=colours[scenario], alpha=0.8,
+                    label=SCENARIO_LABELS[scenario] if seed == result["seeds"][0] else None)
+        ax.set(title=label, xlabel="optimiser step", ylabel="validation loss", yscale="log")
+    axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def table(results: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
+    """One row per (method, training route) of several :func:`evaluate` results, then each method's
+    ceiling and the (shared) floor: AP@0.5, AJI and Dice, "mean [95 % interval]"."""
+    rows = []
+    floor = None
+    for label, result in results.items():
+        s = summary(result)
+        for _, r in s.iterrows():
+            if r["training"].startswith("floor"):
+                floor = r
+                continue
+            row = {"method": label, "training": r["training"]}
+            for m in METRICS:
+                row[m] = (f"{r[m]:.3f} {r[f'{m} 95% interval']}" if isinstance(r.get(f"{m} 95% interval"), str)
+                          else f"{r[m]:.3f}")
+            if isinstance(r.get("beats floor (AP@0.5)"), (bool, np.bool_)):
+                row["beats floor (AP@0.5)"] = bool(r["beats floor (AP@0.5)"])
+            rows.append(row)
+    if floor is not None:
+        rows.append({"method": "Otsu + watershed", "training": "floor (no training)",
+                     **{m: f"{floor[m]:.3f}" for m in METRICS}})
+    return pd.DataFrame(rows).fillna("")
