@@ -32,16 +32,19 @@ SETTINGS: dict[str, dict[str, Any]] = {
     "smoke": dict(size=32, n_train=4, n_val=2, n_test=2, steps=16, evals=8, batch_size=4, crop=32, lr=3e-3,
                   model_size="tiny", n_seeds=1, sigma=2.0, radius_scale=0.5, boundary_weight=0.15,
                   density_weight=0.5, faithful_steps=16,
+                  real_steps=4, real_finetune_steps=2, real_n_generated=3, real_batch=2, real_crop=32,
                   configs=["mc_unet", "mc_unet_no_density", "mc_unet_no_boundary", "mc_unet_baseline",
                            "mc_unet_code_b1"]),
-    "quick": dict(size=64, n_train=16, n_val=4, n_test=8, steps=150, evals=10, batch_size=8, crop=48, lr=3e-3,
+    "quick": dict(size=64, n_train=16, n_val=4, n_test=8, steps=250, evals=10, batch_size=8, crop=48, lr=3e-3,
                   model_size="slim", n_seeds=3, sigma=2.0, radius_scale=0.5, boundary_weight=0.15,
                   density_weight=0.5, faithful_steps=300,
+                  real_steps=150, real_finetune_steps=75, real_n_generated=20, real_batch=8, real_crop=48,
                   configs=["mc_unet", "mc_unet_no_density", "mc_unet_no_boundary", "mc_unet_baseline",
                            "mc_unet_code_b1"]),
     "full": dict(size=256, n_train=200, n_val=20, n_test=50, steps=20000, evals=40, batch_size=8, crop=128,
                  lr=1e-3, model_size="paper", n_seeds=5, sigma=3.0, radius_scale=1.0, boundary_weight=0.15,
                  density_weight=0.5, faithful_steps=100000,
+                 real_steps=5000, real_finetune_steps=2000, real_n_generated=80, real_batch=8, real_crop=128,
                  configs=["mc_unet", "mc_unet_no_density", "mc_unet_no_boundary", "mc_unet_baseline",
                           "mc_unet_code", "mc_unet_code_b1"]),
 }
@@ -74,6 +77,21 @@ def method():
 
 
 # ----------------------------------------------------------------------------------------- data
+def sim_to_real(cfg: Mapping[str, Any], seed: int = 0, device: str = "cpu") -> dict[str, Any] | None:
+    """MC-Unet (paper reading, both branches) under the three sim-to-real routes of
+    :func:`cellnb.sim2real.evaluate` on the real Hoechst frames, ``n_seeds`` seeds from ``seed``;
+    None when ``ndev-sampledata`` is not installed."""
+    from cellnb import data, sim2real
+
+    if not data.ndev_available():
+        return None
+    return sim2real.evaluate("mc_unet", seeds=tuple(seed + s for s in range(int(cfg["n_seeds"]))), size=cfg["model_size"],
+                             steps=int(cfg["real_steps"]), finetune_steps=int(cfg["real_finetune_steps"]),
+                             n_generated=int(cfg["real_n_generated"]), device=device,
+                             train_kwargs={"batch_size": int(cfg["real_batch"]), "crop": int(cfg["real_crop"]),
+                                           "lr": float(cfg["lr"]), "evals": int(cfg["evals"])})
+
+
 def make_data(cfg: Mapping[str, Any], seed: int) -> dict[str, list[dict[str, np.ndarray]]]:
     """Training images (half dense, half sparse), of which the last ``n_val`` (half of each regime)
     are held out for validation, and one test set per regime; disjoint generator seeds."""
