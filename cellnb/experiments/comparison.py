@@ -60,6 +60,8 @@ _COMMON = dict(
     # "fallback": the generated counting task runs only when no real counting data is given (the SSRNet
     # and ELMGAN chapters cover generated BBBC005-like counting); "always": it runs too
     generated_count="fallback",
+    # sim-to-real: these methods (None: every nuclei method that predicts instances)
+    real_methods=None,
 )
 SETTINGS: dict[str, dict[str, Any]] = {
     "smoke": dict(
@@ -67,6 +69,7 @@ SETTINGS: dict[str, dict[str, Any]] = {
         gen_size=64, n_train=3, n_test=2, nuclei_size=64, blood_size=128, smear_size=256,
         real_n_train=3, real_n_test=2, mbm_n_train=3, mbm_n_test=2, mbm_scale=0.25, vgg_scale=0.5,
         bench_size=64, bench_repeats=1, paper_cost=False, budgets={},
+        real_steps=4, real_finetune_steps=2, real_n_generated=3, real_batch=2, real_crop=32, real_methods=["unet"],
     ),
     "quick": dict(
         _COMMON, size="slim", n_seeds=3, steps=300, batch_size=8, crop=64,
@@ -74,17 +77,20 @@ SETTINGS: dict[str, dict[str, Any]] = {
         real_n_train=50, real_n_test=50, mbm_n_train=15, mbm_n_test=29, mbm_scale=0.5, vgg_scale=1.0,
         bench_size=256, bench_repeats=3, paper_cost=True,
         # per task / method (see budget()): the density U-Net needs its measured recipe (width 16,
-        # more steps on larger crops); the segmentation tasks' curves flatten early
+        # more steps on larger crops); the nuclei and blood curves flatten within a few hundred steps
         # measured on VGG (1 thread): width 16 on 64² crops, 500 steps: MAE 13.8 in 87 s; width 8,
         # 400 steps: MAE 34 (floor 56)
-        budgets={"count": dict(steps=200), "unet@count": dict(size="small", steps=250, crop=64),
-                 "nuclei": dict(steps=120), "blood": dict(steps=100)},
+        budgets={"count": dict(steps=200), "unet@count": dict(size="small", steps=400, crop=64),
+                 "nuclei": dict(steps=250), "blood": dict(steps=100)},
+        # sim-to-real (cellnb.sim2real): the same budget for every instance method
+        real_steps=150, real_finetune_steps=75, real_n_generated=20, real_batch=8, real_crop=48,
     ),
     "full": dict(  # a GPU: the papers' sizes, more data and steps, 5 seeds
         _COMMON, size="paper", n_seeds=5, steps=5000, batch_size=8, crop=128,
         gen_size=256, n_train=100, n_test=50, nuclei_size=256, blood_size=256, smear_size=1200,
         real_n_train=50, real_n_test=100, mbm_n_train=15, mbm_n_test=29, mbm_scale=1.0, vgg_scale=1.0,
         bench_size=256, bench_repeats=10, paper_cost=True, generated_count="always", budgets={},
+        real_steps=5000, real_finetune_steps=2000, real_n_generated=80, real_batch=8, real_crop=128,
     ),
 }
 
@@ -419,6 +425,26 @@ def run_task(task: str, methods: Sequence[str | Sequence[str]], splits: Sequence
         ceilings[FLOOR] = {**instance_ceiling(lambda m: floors.distance_watershed(m["mask"], cfg["min_distance"]), true),
                            "postprocess": "Otsu mask + distance watershed (the floor's)"}
     return {"rows": rows, "status": status, "skipped": skipped, "ceilings": ceilings, "models": models}
+
+
+def sim_to_real(cfg: Mapping[str, Any], seeds: Sequence[int], device: str = "cpu") -> dict[str, dict[str, Any]]:
+    """Every method of ``real_methods`` (default ``nuclei_methods``) that predicts instances, trained by the three routes of
+    :func:`cellnb.sim2real.evaluate` with one budget (``real_*`` settings) and scored on the real
+    Hoechst frames 5–9: ``{method: result}``; empty when ``ndev-sampledata`` is not installed."""
+    from cellnb import data, sim2real
+    from cellnb.methods import get_method
+
+    if not data.ndev_available():
+        return {}
+    out = {}
+    for name in cfg.get("real_methods") or cfg["nuclei_methods"]:
+        if "instances" not in get_method(name).tasks:
+            continue
+        out[name] = sim2real.evaluate(
+            name, seeds=tuple(seeds), size=cfg["size"], steps=int(cfg["real_steps"]),
+            finetune_steps=int(cfg["real_finetune_steps"]), n_generated=int(cfg["real_n_generated"]), device=device,
+            train_kwargs={"batch_size": int(cfg["real_batch"]), "crop": int(cfg["real_crop"])})
+    return out
 
 
 # ---------------------------------------------------------------------------------- summaries
