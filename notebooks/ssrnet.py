@@ -255,7 +255,7 @@ else:
         f"This run's best SSRNet reaches {best:.2f} MAE (95 % interval "
         f"{m['vgg_best_count_mae_low']:.2f} to {m['vgg_best_count_mae_high']:.2f}) against "
         f"{m['vgg_floor_count_mae']:.2f} for the constant mean count, i.e. {m['vgg_best_mae_over_floor']:.2f} × the floor, "
-        f"with images downscaled by {cfg.vgg_scale} and {cfg.vgg_steps} training steps per split."))
+        f"with images at {cfg.vgg_scale:g} × their size and {cfg.vgg_steps} training steps per split."))
 
 # %% [markdown]
 # ### Efficiency
@@ -345,7 +345,7 @@ if "released_count_mae" in m and m["released_count_mae"] > 0.3 * m["floor_count_
                  "its validation curve is in the figure above.")
 if vgg is not None and m.get("vgg_best_count_mae", 0) > 5.0:
     notes.append(f"On VGG cells the best SSRNet reaches {m['vgg_best_count_mae']:.2f} MAE, above the 5.0 aimed for: "
-                 f"{cfg.vgg_steps} steps on 64×64 crops of images downscaled by {cfg.vgg_scale} (a cell, about 11 px across at full "
+                 f"{cfg.vgg_steps} steps on {cfg.crop}×{cfg.crop} crops of images at {cfg.vgg_scale:g} × their size (a cell, about 11 px across at full "
                  f"resolution, is then about {11 * cfg.vgg_scale:.0f} px) and a global count head summed over the tiles; the "
                  "VGG curves are in the figure above and the convergence notes below say how much they still fell at the end.")
 for name, s_ in run.models.items():
