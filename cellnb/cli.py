@@ -125,14 +125,12 @@ def validation_metrics(method, model, task: str, train: Sequence[Mapping[str, An
 
 
 def _early_stopping_kwargs(method) -> dict[str, Any]:
-    """``keep_best=True`` (restore the best validation checkpoint) where the method's training supports it."""
-    import inspect
-
-    from cellnb.methods import training
+    """``keep_best=True`` (restore the best validation evaluation) for methods trained by the base
+    :meth:`~cellnb.methods.base.Method.train` (:func:`cellnb.methods.training.fit_samples`); methods
+    with a training of their own (a GAN, a two-stage pipeline) keep their last weights."""
     from cellnb.methods.base import Method
 
-    params = inspect.signature(training.fit_samples).parameters
-    return {"keep_best": True} if "keep_best" in params and type(method).train is Method.train else {}
+    return {"keep_best": True} if type(method).train is Method.train else {}
 
 
 def _data_summary(samples: Sequence[Mapping[str, Any]], images: str) -> dict[str, Any]:

@@ -188,6 +188,23 @@ def test_fit_samples_history_and_convergence_points():
                     loss=None, progress=False)
 
 
+def test_fit_samples_keep_best_restores_the_lowest_validation_loss():
+    method = get_method("unet")
+    train = [sample(method, i) for i in range(3)]
+    kw = dict(steps=12, batch_size=2, crop=32, lr=3e-2, seed=1, device="cpu", loss=None, progress=False,
+              eval_every=1, update_bn=False)
+    finals = {}
+    for keep in (False, True):
+        torch.manual_seed(0)
+        model = method.build("slim", task="mask")
+        history = fit_samples(method, model, train, [sample(method, 7)], "mask", keep_best=keep, **kw)
+        finals[keep] = [p.detach().clone() for p in model.parameters()]
+    best = history.loc[history["val_loss"].idxmin()]
+    assert history.attrs["best_step"] == int(best["step"]) and history.attrs["best_val_loss"] == best["val_loss"]
+    same = all(torch.equal(a, b) for a, b in zip(finals[False], finals[True]))
+    assert same == (int(best["step"]) == kw["steps"])
+
+
 def test_fit_samples_is_deterministic():
     method = get_method("unet")
     train = [sample(method, i) for i in range(3)]

@@ -171,7 +171,8 @@ def fit_samples(method, model: nn.Module, train_samples: Sequence[Mapping[str, A
                 crop: int | None = 96, lr: float = 1e-3, seed: int = 0, device: str | torch.device = "cpu",
                 loss: str | None = None, progress: bool = False, eval_every: int | None = None,
                 val_crops: int = 2, weight_decay: float = 0.0, grad_clip: float | None = None,
-                update_bn: bool = True, loss_kwargs: Mapping[str, Any] | None = None) -> pd.DataFrame:
+                update_bn: bool = True, loss_kwargs: Mapping[str, Any] | None = None,
+                keep_best: bool = False) -> pd.DataFrame:
     """Train ``model`` (built by ``method``) for ``steps`` optimiser steps; returns the history.
 
     One row per evaluation: ``step``, ``train_loss`` (mean over the steps since the previous
@@ -179,6 +180,11 @@ def fit_samples(method, model: nn.Module, train_samples: Sequence[Mapping[str, A
     (``val_crops`` per sample), ``lr`` and ``seconds`` (since the start). ``history.attrs`` holds
     ``steps_per_s`` (training steps per second, validation excluded), ``train_s``,
     ``bn_recalibrated`` and ``stop_reason``. A NaN or infinite loss raises ``FloatingPointError``.
+
+    ``keep_best``: at the end, restore the weights of the evaluation with the lowest ``val_loss``
+    (``attrs["best_step"]``, ``attrs["best_val_loss"]``) before BatchNorm is recalibrated; the
+    history still lists every evaluation. The chapters train a fixed budget (``keep_best=False``,
+    the last weights); ``python -m cellnb.train`` keeps the best.
     """
     from cellnb.train import recalibrate_batchnorm
     from cellnb.utils import select_device
@@ -241,6 +247,7 @@ def fit_samples(method, model: nn.Module, train_samples: Sequence[Mapping[str, A
         return {k: v / max(seen, 1) for k, v in sums.items()}
 
     rows: list[dict[str, Any]] = []
+    best: dict[str, Any] = {"val_loss": float("inf"), "step": None, "state": None}
     t0 = time.perf_counter()
     train_time = 0.0
     sums: dict[str, float] = {}
@@ -272,9 +279,15 @@ def fit_samples(method, model: nn.Module, train_samples: Sequence[Mapping[str, A
                                    "lr": current_lr, "seconds": time.perf_counter() - t0}
             rows.append(row)
             sums, n_since = {}, 0
+            if keep_best and row["val_loss"] < best["val_loss"]:
+                best = {"val_loss": float(row["val_loss"]), "step": step,
+                        "state": {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}}
             if progress:
                 print(f"{method.name} step {step}/{steps}: train {row['train_loss']:.4g}, val {row['val_loss']:.4g}", flush=True)
     history = pd.DataFrame(rows)
+    if keep_best and best["state"] is not None:
+        model.load_state_dict(best["state"])
+        history.attrs.update({"best_step": int(best["step"]), "best_val_loss": best["val_loss"]})
     bn = False
     if update_bn:
         n_bn = max(4, min(16, (len(train) * 2) // batch_size + 1))
