@@ -53,6 +53,9 @@ def test_count_model_train_predict_export(folders, tmp_path):
     v = card["validation"]
     assert v["metric"] == "count_mae" and v["floor_name"].startswith("constant") and isinstance(v["beats_floor"], bool)
     assert (model / "training_curve.png").stat().st_size > 1000 and (model / "model.pt").is_file()
+    # the kept weights are those of the lowest validation loss, and the card says which step
+    history = __import__("pandas").read_csv(model / "history.csv")
+    assert card["training"]["best_step"] == int(history.loc[history["val_loss"].idxmin(), "step"])
     # the floor is what it says: mean training count against the validation counts
     val_counts = [truth[n] for n in card["data"]["val_images"]]
     train_mean = np.mean([c for n, c in truth.items() if n not in card["data"]["val_images"]])
