@@ -11,7 +11,7 @@ scenarios and tests it on the real Hoechst frames 5–9 of :func:`cellnb.data.lo
 
 Next to them: the classical floor :func:`cellnb.floors.otsu_watershed` on the same test frames, and
 the ceiling of the method's own post-processing on the oracle maps of the test labels
-(:func:`ceiling_fn`). Scores per test frame and seed: AJI, AP@0.5 and foreground Dice
+(:meth:`cellnb.methods.base.Method.ceiling`). Scores per test frame and seed: AJI, AP@0.5 and foreground Dice
 (:func:`cellnb.floors.instance_scores`).
 
 Frames of one sequence are correlated (the same field, minutes apart), so the split is by time:
@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 __all__ = ["SCENARIOS", "SCENARIO_TAGS", "TRAIN_FRAMES", "TEST_FRAMES", "VAL_COLUMNS", "real_split", "generated_samples",
-           "ceiling_fn", "evaluate", "summary", "floor_verdict", "record", "plot_curves", "table"]
+           "evaluate", "summary", "floor_verdict", "record", "plot_curves", "table"]
 
 SCENARIOS = ("generated", "real", "generated+real")
 TRAIN_FRAMES = (0, 1, 2, 3, 4)
@@ -84,28 +84,6 @@ def generated_samples(n: int, seed: int, generator: Callable[[int], Mapping[str,
     return out
 
 
-def ceiling_fn(method) -> Callable[[np.ndarray], np.ndarray]:
-    """``true labels -> predicted labels`` of the method's own post-processing on perfect maps."""
-    from cellnb import floors
-
-    name = method.name
-    if name == "mc_unet":
-        from cellnb.methods import mc_unet
-
-        return lambda lab: method.postprocess_maps(mc_unet.oracle_inputs(lab))
-    if name == "u_se_resnet":
-        def use(lab):
-            maps = floors.oracle_maps(lab, erosion=method.erosion)
-            return method.instances_from_maps(maps["mask"], maps["marker"]).labels
-
-        return use
-    if name == "classical":
-        return lambda lab: floors.distance_watershed(lab > 0)
-    if hasattr(method, "instances_from_maps"):
-        return lambda lab: method.instances_from_maps(floors.oracle_maps(lab))
-    raise ValueError(f"no ceiling post-processing known for method {name!r}")
-
-
 def _scores(true_list: Sequence[np.ndarray], pred_list: Sequence[np.ndarray]) -> list[dict[str, float]]:
     from cellnb import floors
 
@@ -150,8 +128,7 @@ def evaluate(method_name: str, *, seeds: Sequence[int] = (0, 1, 2), size: str = 
 
     floor_rows = _scores(test_true, [floors.otsu_watershed(s["image"]) for s in split["test"]])
     floor = pd.DataFrame([{"frame": f, **r} for f, r in zip(TEST_FRAMES, floor_rows)])
-    ceil = ceiling_fn(method)
-    ceil_rows = _scores(test_true, [ceil(t) for t in test_true])
+    ceil_rows = _scores(test_true, [method.ceiling(t) for t in test_true])
     ceiling_frames = pd.DataFrame([{"frame": f, **r} for f, r in zip(TEST_FRAMES, ceil_rows)])
 
     rows, histories, speeds = [], {}, {s: [] for s in scenarios}

@@ -108,7 +108,7 @@ for name in used:
     rows.append({"method": name, "paper": m.paper, "tasks": ", ".join(m.tasks),
                  "default loss": m.losses[0] if m.losses else "(no training)",
                  "instance post-processing": ("–" if name not in cfg.nuclei_methods else
-                                              exp.map_postprocess(m, cfg.min_distance)[1] if m.trainable else "Otsu + distance watershed")})
+                                              exp.ceiling_postprocess(m, cfg.min_distance)[1] if m.trainable else "Otsu + distance watershed")})
 report.show_table(pd.DataFrame(rows), caption="The compared methods")
 
 # %% [markdown]

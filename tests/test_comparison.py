@@ -86,41 +86,20 @@ def _two_touching_disks():
     return labels
 
 
-def test_map_postprocess_reads_each_methods_own_instance_step():
+def test_ceiling_postprocess_uses_each_methods_own_instance_step():
     labels = _two_touching_disks()
-    post, how = exp.map_postprocess(get_method("unet"))
+    post, how = exp.ceiling_postprocess(get_method("unet"))
     assert how == "unet's own" and exp.instance_ceiling(post, [labels])["aji"] > 0.95
-    # a method without an instance output: distance watershed of its foreground
+    # a method without an instance output: distance watershed of its (true) foreground
     class ForegroundOnly:
         name, tasks = "fg", ("mask",)
 
-    post, how = exp.map_postprocess(ForegroundOnly(), min_distance=3)
+    post, how = exp.ceiling_postprocess(ForegroundOnly(), min_distance=3)
     assert how == "foreground + distance watershed"
     assert exp.instance_ceiling(post, [labels]) == floors.instance_ceiling(
         lambda m: floors.distance_watershed(m["mask"], 3), [labels])
-
-    # keyword-style hooks take their maps by name
-    class KeywordHook:
-        name, tasks = "kw", ("instances",)
-
-        def instances_from_maps(self, mask, marker, *, min_size=1):
-            from skimage.measure import label
-            return label(marker > 0.5)
-
-    post, _ = exp.map_postprocess(KeywordHook())
-    assert post(exp.oracle_inputs(labels)).max() == 2
-
-    class NoHook:
-        name, tasks = "none", ("instances",)
-
-    with pytest.raises(ValueError, match="no map post-processing"):
-        exp.map_postprocess(NoHook())
-
-
-def test_oracle_inputs_density_sums_to_the_instances():
-    maps = exp.oracle_inputs(_two_touching_disks())
-    assert maps["density"].sum() == pytest.approx(2.0, abs=1e-3)
-    assert set(maps) >= {"mask", "marker", "boundary", "interior", "foreground"}
+    with pytest.raises(ValueError, match="at least one"):
+        exp.instance_ceiling(post, [])
 
 
 # ------------------------------------------------------------------------------ summaries

@@ -188,6 +188,21 @@ def test_fit_samples_history_and_convergence_points():
                     loss=None, progress=False)
 
 
+INSTANCE_METHODS = [n for n in METHODS if "instances" in get_method(n).tasks]
+
+
+@pytest.mark.parametrize("name", INSTANCE_METHODS)
+def test_ceiling_is_the_instance_step_on_the_methods_own_perfect_maps(name):
+    from cellnb import floors
+
+    method = get_method(name)
+    labels = _disks(64, seed=2)
+    maps = method.oracle_maps(labels)
+    assert "mask" in maps and np.array_equal(maps["mask"] > 0.5, labels > 0)
+    assert np.array_equal(method.ceiling(labels), method.instances_from_maps(maps))
+    assert floors.instance_scores(labels, method.ceiling(labels))["ap50"] > 0.8
+
+
 def test_fit_samples_keep_best_restores_the_lowest_validation_loss():
     method = get_method("unet")
     train = [sample(method, i) for i in range(3)]

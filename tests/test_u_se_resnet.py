@@ -280,8 +280,8 @@ def test_oracle_ceiling_of_markers_is_high_and_cc_low_on_touching_nuclei():
 
     m = get_method("u_se_resnet")
     labels = [data.nuclei(i, size=128)["labels"] for i in range(2)]
-    marker = floors.instance_ceiling(lambda o: m.instances_from_maps(o["mask"], o["marker"], min_size=15).labels, labels, erosion=4)
-    cc = floors.instance_ceiling(lambda o: m.instances_from_maps(o["mask"], o["marker"], min_size=15, use_markers=False).labels,
+    marker = floors.instance_ceiling(lambda o: m.instances_from_mask_marker(o["mask"], o["marker"], min_size=15).labels, labels, erosion=4)
+    cc = floors.instance_ceiling(lambda o: m.instances_from_mask_marker(o["mask"], o["marker"], min_size=15, use_markers=False).labels,
                                  labels, erosion=4)
     assert marker["aji"] >= 0.9 and marker["ap50"] >= 0.9
     assert cc["aji"] < 0.6  # connected components of the perfect mask merge touching nuclei

@@ -26,7 +26,6 @@ post-processing gets its oracle ceiling (:func:`cellnb.floors.instance_ceiling`)
 
 from __future__ import annotations
 
-import inspect
 import time
 from typing import Any, Callable, Mapping, Sequence
 
@@ -275,49 +274,23 @@ def foreground_watershed(foreground: np.ndarray, min_distance: int = 3) -> np.nd
     return floors.distance_watershed(np.asarray(foreground) > 0.5, min_distance=min_distance)
 
 
-def map_postprocess(method, min_distance: int = 3) -> tuple[Callable[[Mapping[str, np.ndarray]], np.ndarray], str]:
-    """The instance step of ``method`` as a function of probability maps (the keys of
-    :func:`oracle_inputs`), and a short description, for its ceiling.
-
-    A method that predicts instances exposes it as ``postprocess_maps(maps)`` or
-    ``instances_from_maps(maps)`` / ``instances_from_maps(mask=..., marker=..., ...)`` (arguments
-    taken from the maps by name); one that predicts only a foreground gets
-    :func:`foreground_watershed`."""
-    from cellnb.methods import Prediction
-
+def ceiling_postprocess(method, min_distance: int = 3) -> tuple[Callable[[np.ndarray], np.ndarray], str]:
+    """``true labels -> predicted labels`` of ``method``'s instance step on perfect maps (for its
+    ceiling), and a short description. A method that predicts instances brings its own
+    (:meth:`cellnb.methods.base.Method.ceiling`: its ``instances_from_maps`` on its
+    ``oracle_maps``); one that predicts only a foreground gets :func:`foreground_watershed` of the
+    true foreground."""
     if "instances" not in method.tasks:
-        return (lambda maps: foreground_watershed(maps["mask"], min_distance)), "foreground + distance watershed"
-    fn = getattr(method, "postprocess_maps", None) or getattr(method, "instances_from_maps", None)
-    if fn is None:
-        raise ValueError(f"method {method.name!r} predicts instances but exposes no map post-processing "
-                         "(postprocess_maps / instances_from_maps) for its ceiling")
-    params = [p for p in inspect.signature(fn).parameters.values() if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-
-    def run(maps: Mapping[str, np.ndarray]) -> np.ndarray:
-        if params and params[0].name == "maps":
-            out = fn(maps)
-        else:
-            out = fn(**{p.name: maps[p.name] for p in params if p.name in maps})
-        return out.labels if isinstance(out, Prediction) else np.asarray(out)
-
-    return run, f"{method.name}'s own"
+        return ((lambda labels: foreground_watershed((np.asarray(labels) > 0).astype(np.float32), min_distance)),
+                "foreground + distance watershed")
+    return method.ceiling, f"{method.name}'s own"
 
 
-def oracle_inputs(labels: np.ndarray, sigma: float = 2.0) -> dict[str, np.ndarray]:
-    """:func:`cellnb.floors.oracle_maps` plus ``foreground`` (= ``mask``) and the true ``density``
-    (a Gaussian at each instance centre): every map a post-processing here may read."""
-    from cellnb import targets
-    from cellnb.methods.training import instance_centres
-
-    maps = floors.oracle_maps(labels)
-    maps["foreground"] = maps["mask"]
-    maps["density"] = targets.density_from_points(instance_centres(labels), labels.shape, sigma=sigma).astype(np.float32)
-    return maps
-
-
-def instance_ceiling(post: Callable[[Mapping[str, np.ndarray]], np.ndarray], true_labels: Sequence[np.ndarray]) -> dict[str, float]:
-    """:func:`cellnb.floors.instance_ceiling` with :func:`oracle_inputs` (density included)."""
-    rows = [floors.instance_scores(t, post(oracle_inputs(t))) for t in true_labels]
+def instance_ceiling(post: Callable[[np.ndarray], np.ndarray], true_labels: Sequence[np.ndarray]) -> dict[str, float]:
+    """Mean AJI / AP@0.5 / Dice of ``post(labels)`` against ``labels`` over the images."""
+    if not len(true_labels):
+        raise ValueError("instance_ceiling needs at least one label image")
+    rows = [floors.instance_scores(t, post(t)) for t in true_labels]
     return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
 
 
@@ -408,7 +381,7 @@ def run_task(task: str, methods: Sequence[str | Sequence[str]], splits: Sequence
                 labels = [p.labels if p.labels is not None else foreground_watershed(p.foreground, cfg["min_distance"]) for p in preds]
                 rows += instance_rows(task, label, seed, labels, [s["labels"] for s in te])
                 if label not in ceilings:
-                    post, how = map_postprocess(method, cfg["min_distance"])
+                    post, how = ceiling_postprocess(method, cfg["min_distance"])
                     ceilings[label] = {**instance_ceiling(post, [s["labels"] for s in te]), "postprocess": how}
             else:
                 rows += mask_rows(task, label, seed, [p.foreground for p in preds], [s["mask"] for s in te])
@@ -422,7 +395,7 @@ def run_task(task: str, methods: Sequence[str | Sequence[str]], splits: Sequence
                 log(f"{task} {label} seed {seed}: {metric} {np.mean(vals):.3f} ({trained['train_s']:.1f} s)")
     if task == "nuclei" and rows:
         true = [s["labels"] for s in test_sets[0]]
-        ceilings[FLOOR] = {**instance_ceiling(lambda m: floors.distance_watershed(m["mask"], cfg["min_distance"]), true),
+        ceilings[FLOOR] = {**instance_ceiling(lambda lab: floors.distance_watershed(lab > 0, cfg["min_distance"]), true),
                            "postprocess": "Otsu mask + distance watershed (the floor's)"}
     return {"rows": rows, "status": status, "skipped": skipped, "ceilings": ceilings, "models": models}
 

@@ -153,7 +153,7 @@ def score(pred, item: Mapping[str, np.ndarray], **post: Any) -> dict[str, float]
     """AJI, AP@0.5 and Dice of the instances, absolute count error, for one image."""
     from cellnb import floors
 
-    labels = method().postprocess_maps({"foreground": pred.foreground, **pred.maps}, **post)
+    labels = method().instances_from_maps({"foreground": pred.foreground, **pred.maps}, **post)
     row = floors.instance_scores(item["labels"], labels)
     row["dice"] = floors.instance_scores(item["labels"], (pred.foreground > 0.5).astype(np.int32))["dice"]
     count = float(pred.maps["density"].sum()) if "density" in pred.maps else float(len(np.unique(labels)) - 1)
@@ -162,7 +162,7 @@ def score(pred, item: Mapping[str, np.ndarray], **post: Any) -> dict[str, float]
 
 
 def postprocess_options(heads: Sequence[str]) -> list[dict[str, Any]]:
-    """The ways a model with ``heads`` can seed its instances (:meth:`MCUNetMethod.postprocess_maps`)."""
+    """The ways a model with ``heads`` can seed its instances (:meth:`MCUNetMethod.instances_from_maps`)."""
     options: list[dict[str, Any]] = [{"use": "foreground"}]
     if "density" in heads:
         options.append({"use": "density"})
@@ -213,7 +213,7 @@ def ceiling(config: str, items: Sequence[Mapping[str, np.ndarray]], sigma: float
     rows = []
     for item in items:
         maps = {k: v for k, v in oracle_inputs(item["labels"], sigma).items() if k in keep}
-        rows.append(floors.instance_scores(item["labels"], method().postprocess_maps(maps, **dict(post or {}))))
+        rows.append(floors.instance_scores(item["labels"], method().instances_from_maps(maps, **dict(post or {}))))
     return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
 
 
@@ -355,7 +355,7 @@ def plot_instances(items: Sequence[Mapping[str, np.ndarray]], first: Mapping[str
     for config, preds in first.items():
         post = info[config]["choices"][0]
         p = preds[index]
-        panels.append((LABELS.get(config, config), method().postprocess_maps({"foreground": p.foreground, **p.maps}, **post)))
+        panels.append((LABELS.get(config, config), method().instances_from_maps({"foreground": p.foreground, **p.maps}, **post)))
     fig, axes = plt.subplots(1, len(panels), figsize=(2.4 * len(panels), 2.7))
     for ax, (title, lab) in zip(axes, panels):
         ax.imshow(label2rgb(lab, bg_label=0))

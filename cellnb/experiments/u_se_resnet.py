@@ -219,7 +219,7 @@ def reference_rows(task: str, items, erosions: Sequence[int], min_size: int, met
         for e in erosions:
             oracle = floors.oracle_maps(labels, e)
             for post, use in (("markers", True), ("cc", False)):
-                lab = method.instances_from_maps(oracle["mask"], oracle["marker"], min_size=min_size, use_markers=use).labels
+                lab = method.instances_from_mask_marker(oracle["mask"], oracle["marker"], min_size=min_size, use_markers=use).labels
                 rows.append({"task": task, "variant": f"ceiling_e{e}", "seed": -1, "post": post, "image": i,
                              **image_scores(labels, lab)})
     return rows
@@ -278,7 +278,7 @@ def run_experiment(cfg: Mapping[str, Any], seed: int, device: torch.device, cach
         preds = _predict_all(method, model, d["test"], min_sizes[v.task], device)
         posts = [("markers", [p.labels for p in preds])]
         if v.name == "baseline":
-            cc = [method.instances_from_maps(p.foreground, p.maps["marker"], min_size=min_sizes[v.task],
+            cc = [method.instances_from_mask_marker(p.foreground, p.maps["marker"], min_size=min_sizes[v.task],
                                              use_markers=False).labels for p in preds]
             posts.append(("cc", cc))
         for post, labels in posts:
@@ -302,7 +302,7 @@ def run_experiment(cfg: Mapping[str, Any], seed: int, device: torch.device, cach
             inst = []
             for it in ctc["test"]:
                 o = floors.oracle_maps(it["labels"], e)
-                inst.append(method.instances_from_maps(o["mask"], o["marker"], min_size=min_sizes["ctc"], use_markers=use).labels)
+                inst.append(method.instances_from_mask_marker(o["mask"], o["marker"], min_size=min_sizes["ctc"], use_markers=use).labels)
             seq_rows.append({"variant": f"ceiling_e{e}", "seed": -1, "post": post,
                              **ctc_sequence_scores(inst, ctc["gt_dir"], cache / DATASET / f"01_RES_ceiling_e{e}_{post}")})
 

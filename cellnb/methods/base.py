@@ -174,6 +174,29 @@ class Method:
     def postprocess(self, outputs: Mapping[str, torch.Tensor], task: str | None = None, **kwargs: Any) -> Prediction:
         raise NotImplementedError(f"method {self.name!r} has no post-processing")
 
+    def instances_from_maps(self, maps: Mapping[str, np.ndarray], **kwargs: Any) -> np.ndarray:
+        """Instance labels from probability maps: ``mask`` (foreground) and whatever else the method
+        predicts (``interior``, ``boundary``, ``marker``, ``density``; the keys of
+        :meth:`oracle_maps`). The instance step of :meth:`postprocess`, and what :meth:`ceiling` runs
+        on perfect maps. Default: the distance-transform watershed of ``mask > 0.5``
+        (:func:`cellnb.floors.distance_watershed`; ``kwargs`` go to it)."""
+        from cellnb import floors
+
+        return floors.distance_watershed(np.asarray(maps["mask"]) > 0.5, **kwargs)
+
+    def oracle_maps(self, labels: np.ndarray) -> dict[str, np.ndarray]:
+        """The perfect maps of true instance ``labels``, in the layout :meth:`instances_from_maps`
+        reads. Default :func:`cellnb.floors.oracle_maps`."""
+        from cellnb import floors
+
+        return floors.oracle_maps(labels)
+
+    def ceiling(self, labels: np.ndarray) -> np.ndarray:
+        """The ceiling of this method's post-processing: :meth:`instances_from_maps` of
+        :meth:`oracle_maps` of the true ``labels`` (scored against ``labels``, it bounds what any
+        model of this method can reach through that post-processing)."""
+        return self.instances_from_maps(self.oracle_maps(labels))
+
     def train(self, model: nn.Module, train_samples: list[Mapping[str, np.ndarray]],
               val_samples: list[Mapping[str, np.ndarray]], task: str, *, steps: int, batch_size: int = 8,
               crop: int | None = 96, lr: float = 1e-3, seed: int = 0, device: str | torch.device = "cpu",

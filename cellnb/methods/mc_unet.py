@@ -282,15 +282,20 @@ class MCUNetMethod(Method):
         count = float(maps["density"].sum()) if "density" in maps else float(len(np.unique(labels)) - 1)
         return Prediction(count=count, foreground=fg.astype(np.float32), labels=labels, maps=maps)
 
-    def postprocess_maps(self, maps: Mapping[str, np.ndarray], use: str = "auto", **kwargs: Any) -> np.ndarray:
+    def instances_from_maps(self, maps: Mapping[str, np.ndarray], use: str = "auto", **kwargs: Any) -> np.ndarray:
         """The instance step on probability maps (``mask``/``foreground``, ``boundary``, ``density``):
-        used with :func:`oracle_inputs` for the ceiling of each way of seeding."""
+        ``use`` = ``"auto"`` (every map given), ``"boundary"`` or ``"density"`` seeding; ``kwargs`` go
+        to :func:`instances`. With :meth:`oracle_maps` it gives the ceiling of each way of seeding."""
         fg = maps["foreground"] if "foreground" in maps else maps["mask"]
         boundary = maps.get("boundary") if use in ("auto", "boundary") else None
         density = maps.get("density") if use in ("auto", "density") else None
         if use == "density":
             boundary = None
         return instances(fg, boundary, density, **kwargs)
+
+    def oracle_maps(self, labels: np.ndarray) -> dict[str, np.ndarray]:
+        """:func:`oracle_inputs`: the true mask, boundary and density of ``labels``."""
+        return oracle_inputs(labels)
 
     def train(self, model: nn.Module, train_samples: list[Mapping[str, np.ndarray]],
               val_samples: list[Mapping[str, np.ndarray]], task: str | None = None, *, steps: int, batch_size: int = 8,

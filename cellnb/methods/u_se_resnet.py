@@ -159,11 +159,23 @@ class USEResNet(Method):
         self.check_task(task)
         mask = torch.sigmoid(outputs_[outputs.MASK_LOGITS]).float().cpu().numpy().reshape(outputs_[outputs.MASK_LOGITS].shape[-2:])
         marker = torch.sigmoid(outputs_[outputs.MARKER_LOGITS]).float().cpu().numpy().reshape(mask.shape)
-        return self.instances_from_maps(mask, marker, min_size=min_size, use_markers=use_markers, threshold=threshold)
+        return self.instances_from_mask_marker(mask, marker, min_size=min_size, use_markers=use_markers, threshold=threshold)
 
-    def instances_from_maps(self, mask: np.ndarray, marker: np.ndarray, *, min_size: int | None = None,
-                            use_markers: bool = True, threshold: float = 0.5) -> Prediction:
-        """The post-processing on probability maps (also used on the oracle maps for the ceiling)."""
+    def instances_from_maps(self, maps: Mapping[str, np.ndarray], **kwargs: Any) -> np.ndarray:
+        """Instance labels from the ``mask`` and ``marker`` probability maps
+        (:meth:`instances_from_mask_marker`; ``kwargs``: ``min_size``, ``use_markers``, ``threshold``)."""
+        return self.instances_from_mask_marker(maps["mask"], maps["marker"], **kwargs).labels
+
+    def oracle_maps(self, labels: np.ndarray) -> dict[str, np.ndarray]:
+        """:func:`cellnb.floors.oracle_maps` with this method's marker erosion."""
+        from cellnb import floors
+
+        return floors.oracle_maps(labels, erosion=self.erosion)
+
+    def instances_from_mask_marker(self, mask: np.ndarray, marker: np.ndarray, *, min_size: int | None = None,
+                                   use_markers: bool = True, threshold: float = 0.5) -> Prediction:
+        """The post-processing on probability maps: markers → watershed on the mask (or connected
+        components of the mask with ``use_markers=False``), objects under ``min_size`` px removed."""
         min_size = self.min_size if min_size is None else int(min_size)
         if use_markers:
             labels = postprocess.markers_watershed(mask, marker, min_size=min_size, threshold=threshold)
