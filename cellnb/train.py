@@ -709,6 +709,7 @@ def fit_gan(
     progress: bool = True,
     epoch_callback: Callable[[int, nn.Module, nn.Module], None] | None = None,
     update_bn: bool = True,
+    scheduler: str | None = None,
 ) -> pd.DataFrame:
     """Adversarial training with Adam for both nets (pix2pix, Isola et al. 2017, §3.3: D then G
     on each batch, ``betas=(0.5, 0.999)``).
@@ -730,8 +731,13 @@ def fit_gan(
     image + segmentation + count uses e.g. ``real_inputs = lambda b: (b["image"], onehot(b["mask"]), b["count"])``
     and ``fake_inputs = lambda b, o: (b["image"], o["mask_logits"].softmax(1), o["count"])``.
 
+    ``scheduler``: None (constant learning rates) or ``"onecycle"``: a one-cycle schedule per
+    network, to ``lr_g`` / ``lr_d`` over all its optimiser steps (G: ``epochs × batches``, D:
+    ``d_steps`` times that), stepped after every step, as ``fit(..., scheduler="onecycle")``.
+
     History columns: ``epoch``, ``d_loss``, ``g_loss``, the parts of both losses (D parts
-    prefixed ``d_``, G parts ``g_`` unless already prefixed), ``lr_g``, ``lr_d``, ``seconds``.
+    prefixed ``d_``, G parts ``g_`` unless already prefixed), ``lr_g``, ``lr_d`` (at the end of the
+    epoch), ``seconds``.
     A non-finite D or G loss raises ``FloatingPointError`` naming epoch, step and parts.
     """
     if d_steps < 1:
@@ -753,6 +759,11 @@ def fit_gan(
     rank0 = not distributed or _is_rank0()
     opt_g = torch.optim.Adam(generator.parameters(), lr=lr_g, betas=betas)
     opt_d = torch.optim.Adam(discriminator.parameters(), lr=lr_d, betas=betas)
+    if scheduler not in (None, "onecycle"):
+        raise ValueError(f"fit_gan: unknown scheduler {scheduler!r}; choose None or 'onecycle'")
+    n_batches = len(train_loader)
+    sched_g = _make_scheduler(scheduler, opt_g, epochs, n_batches, lr_g)
+    sched_d = _make_scheduler(scheduler, opt_d, epochs, n_batches * d_steps, lr_d)
     use_amp = bool(amp) and device.type == "cuda"
     scaler_g = torch.amp.GradScaler("cuda", enabled=use_amp)
     scaler_d = torch.amp.GradScaler("cuda", enabled=use_amp)
@@ -768,6 +779,9 @@ def fit_gan(
             discriminator.load_state_dict(ckpt["discriminator"])
             opt_g.load_state_dict(ckpt["opt_g"])
             opt_d.load_state_dict(ckpt["opt_d"])
+            for sched, key in ((sched_g, "sched_g"), (sched_d, "sched_d")):
+                if sched is not None and ckpt.get(key) is not None:
+                    sched.load_state_dict(ckpt[key])
             rows = list(ckpt["history"])
             start_epoch = int(ckpt["epoch"]) + 1
             elapsed_before = float(ckpt.get("elapsed_s", 0.0))
@@ -807,6 +821,8 @@ def fit_gan(
                 scaler_d.scale(d_total).backward()
                 scaler_d.step(opt_d)
                 scaler_d.update()
+                if sched_d is not None and sched_d.last_epoch < sched_d.total_steps - 1:
+                    sched_d.step()
             # --- generator step
             discriminator.requires_grad_(False)
             opt_g.zero_grad(set_to_none=True)
@@ -817,6 +833,8 @@ def fit_gan(
             scaler_g.scale(g_total).backward()
             scaler_g.step(opt_g)
             scaler_g.update()
+            if sched_g is not None and sched_g.last_epoch < sched_g.total_steps - 1:
+                sched_g.step()
             discriminator.requires_grad_(True)
             n = _batch_size(batch)
             seen += n
@@ -848,6 +866,8 @@ def fit_gan(
             save_checkpoint(checkpoint_path, {
                 "generator": generator.state_dict(), "discriminator": discriminator.state_dict(),
                 "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(), "epoch": epoch,
+                "sched_g": sched_g.state_dict() if sched_g is not None else None,
+                "sched_d": sched_d.state_dict() if sched_d is not None else None,
                 "history": rows, "elapsed_s": time.perf_counter() - t_start,
                 "stop_reason": stop_reason if stop_reason != "completed" else None,
                 "rng": rng_state(train_loader),

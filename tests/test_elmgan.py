@@ -150,7 +150,7 @@ def test_upsampling_sizes_follow_the_generator():
 import numpy as np  # noqa: E402
 
 from cellnb.methods import get_method  # noqa: E402
-from cellnb.methods.elmgan import MEAN, STD, RandomCrops, ScaledCount, init_count_head, one_cycle, tiles  # noqa: E402
+from cellnb.methods.elmgan import MEAN, STD, RandomCrops, ScaledCount, init_count_head, tiles  # noqa: E402
 
 
 def test_method_declares_tasks_sizes_and_losses():
@@ -243,27 +243,46 @@ def test_predict_pads_tiles_and_sums_tile_counts():
         m.predict(_OnePerTile(), image, tile=48)
 
 
-def test_one_cycle_sets_the_learning_rate_of_every_step():
+def test_fit_gan_onecycle_schedules_both_networks_per_step():
+    from cellnb.train import fit_gan
+
+    class PairD(torch.nn.Module):  # conditional D: judges (image, target) pairs
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(2, 1, 1)
+
+        def forward(self, image, target):
+            return self.conv(torch.cat([image, target], 1))
+
     torch.manual_seed(0)
-    net = torch.nn.Linear(2, 1)
-    lrs = []
-    with one_cycle({"g": (net, 1e-2)}, total_steps=20):
-        opt = torch.optim.Adam(net.parameters(), lr=1e-2)
-        for _ in range(20):
-            opt.zero_grad()
-            net(torch.ones(1, 2)).sum().backward()
+    gen, disc = torch.nn.Conv2d(1, 1, 1), PairD()
+    batches = [{"image": torch.rand(2, 1, 4, 4), "target": torch.rand(2, 1, 4, 4)} for _ in range(5)]
+
+    def d_loss(real, fake):
+        return (1 - real).pow(2).mean() + fake.pow(2).mean()
+
+    def g_loss(out, batch, d_fake):
+        return (out - batch["target"]).abs().mean() + (1 - d_fake).pow(2).mean(), {}
+
+    hist = fit_gan(gen, disc, batches, g_loss, d_loss, epochs=4, lr_g=1e-2, lr_d=2e-3, d_steps=2, device="cpu",
+                   amp=False, progress=False, scheduler="onecycle", update_bn=False)
+
+    def reference(max_lr, total, per_epoch):
+        opt = torch.optim.Adam(torch.nn.Linear(1, 1).parameters(), lr=max_lr)
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=max_lr, total_steps=total, pct_start=0.15)
+        out = []
+        for step in range(1, total + 1):
             opt.step()
-            lrs.append(opt.param_groups[0]["lr"])
-    ref_opt = torch.optim.Adam(torch.nn.Linear(2, 1).parameters(), lr=1e-2)
-    ref = torch.optim.lr_scheduler.OneCycleLR(ref_opt, max_lr=1e-2, total_steps=20, pct_start=0.15)
-    ref_lrs = []
-    for _ in range(20):
-        ref_opt.step()
-        if ref.last_epoch < 19:
-            ref.step()
-        ref_lrs.append(ref_opt.param_groups[0]["lr"])
-    assert lrs == pytest.approx(ref_lrs)  # the schedule fit(..., scheduler="onecycle") uses
-    assert max(lrs) == pytest.approx(1e-2, rel=1e-3) and lrs[-1] < 1e-4
+            if sched.last_epoch < total - 1:
+                sched.step()
+            if step % per_epoch == 0:
+                out.append(opt.param_groups[0]["lr"])
+        return out
+
+    assert hist["lr_g"].tolist() == pytest.approx(reference(1e-2, 20, 5))
+    assert hist["lr_d"].tolist() == pytest.approx(reference(2e-3, 40, 10))
+    with pytest.raises(ValueError, match="scheduler"):
+        fit_gan(gen, disc, batches, g_loss, d_loss, epochs=1, lr_g=1e-2, lr_d=1e-2, device="cpu", scheduler="cosine")
 
 
 def test_train_with_the_gan_and_without():

@@ -32,9 +32,7 @@ Recipe, in one place:
 
 from __future__ import annotations
 
-import contextlib
 import time
-import warnings
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
@@ -103,43 +101,6 @@ def _model_multiple(model: nn.Module) -> int:
     if hasattr(inner, "depth"):
         return 2 ** int(inner.depth)
     return int(getattr(inner, "multiple", 1))
-
-
-@contextlib.contextmanager
-def one_cycle(modules: Mapping[str, tuple[nn.Module, float]], total_steps: int, pct_start: float = 0.15):
-    """Per-step one-cycle learning rate for the optimisers that :func:`cellnb.train.fit_gan` builds.
-
-    ``fit_gan`` creates its Adam optimisers inside and has no scheduler argument, so this context
-    attaches a :class:`torch.optim.lr_scheduler.OneCycleLR` (max LR per module, the same schedule as
-    ``fit(..., scheduler="onecycle")``) to every optimiser whose first parameter belongs to one of
-    ``modules`` at its first step (a global optimizer-step hook), and steps it after every optimiser step.
-    """
-    owners = {id(next(m.parameters())): (name, lr) for name, (m, lr) in modules.items()}
-    scheds: dict[int, torch.optim.lr_scheduler.OneCycleLR] = {}
-
-    def pre(opt, args, kwargs):
-        key = id(opt.param_groups[0]["params"][0])
-        if key in owners and id(opt) not in scheds:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                scheds[id(opt)] = torch.optim.lr_scheduler.OneCycleLR(
-                    opt, max_lr=owners[key][1], total_steps=max(int(total_steps), 1), pct_start=pct_start)
-
-    def post(opt, args, kwargs):
-        sched = scheds.get(id(opt))
-        if sched is not None and sched.last_epoch < sched.total_steps - 1:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                sched.step()
-
-    from torch.optim.optimizer import register_optimizer_step_post_hook, register_optimizer_step_pre_hook
-
-    h_pre, h_post = register_optimizer_step_pre_hook(pre), register_optimizer_step_post_hook(post)
-    try:
-        yield scheds
-    finally:
-        h_pre.remove()
-        h_post.remove()
 
 
 # --------------------------------------------------------------------------- crops
@@ -454,11 +415,10 @@ class ELMGAN(Method):
             with_count = bool(getattr(discriminator, "with_count", False))
             real_in, fake_in = self.discriminator_inputs(with_count)
             lr_d = lr if lr_d is None else lr_d
-            with one_cycle({"g": (model, lr), "d": (discriminator, lr_d)}, per_epoch * evals):
-                hist = T.fit_gan(model, discriminator, loader, self.generator_loss(variant), self.discriminator_loss,
-                                 epochs=evals, lr_g=lr, lr_d=lr_d, betas=(0.5, 0.999), real_inputs=real_in,
-                                 fake_inputs=fake_in, device=device, progress=progress,
-                                 epoch_callback=lambda e, g, d: validate(g), **kwargs)
+            hist = T.fit_gan(model, discriminator, loader, self.generator_loss(variant), self.discriminator_loss,
+                             epochs=evals, lr_g=lr, lr_d=lr_d, betas=(0.5, 0.999), real_inputs=real_in,
+                             fake_inputs=fake_in, device=device, progress=progress, scheduler="onecycle",
+                             epoch_callback=lambda e, g, d: validate(g), **kwargs)
             hist["train_loss"] = hist["g_loss"]
             hist["val_loss"] = [r["loss"] for r in val_rows]
             for key in ("g_l1", "g_count"):
