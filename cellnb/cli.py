@@ -23,7 +23,7 @@ import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -49,9 +49,7 @@ class CliError(Exception):
 @contextmanager
 def atomic_dir(out: Path, overwrite: bool) -> Iterator[Path]:
     """Yield a temporary folder beside ``out``; on success it replaces ``out`` in one rename."""
-    out = Path(out)
-    if out.exists() and not overwrite:
-        raise CliError(f"{out} exists; pass --overwrite to replace it")
+    out = _free_out(out, overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
@@ -66,6 +64,26 @@ def atomic_dir(out: Path, overwrite: bool) -> Iterator[Path]:
     os.replace(tmp, out)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink()
+
+
+def _run(parser: argparse.ArgumentParser, argv: Sequence[str] | None, body: Callable[[argparse.Namespace], int]) -> int:
+    """Parse ``argv`` and run ``body``; a :class:`CliError`, ``ValueError`` or missing file is printed
+    as ``error: ...`` and gives exit status 2 (argparse's own errors exit 2 too)."""
+    args = parser.parse_args(argv)
+    try:
+        return body(args)
+    except (CliError, ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _free_out(out: str | Path, overwrite: bool) -> Path:
+    """``out`` as a Path, refused when it exists and ``overwrite`` is not set (nothing is written
+    before this check)."""
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise CliError(f"{out} exists; pass --overwrite to replace it")
+    return out
 
 
 def _get_method(name: str, task: str):
@@ -205,12 +223,7 @@ def train_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=None, help="override the profile's optimiser steps")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--overwrite", action="store_true")
-    args = parser.parse_args(argv)
-    try:
-        return _train(args)
-    except (CliError, ValueError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    return _run(parser, argv, _train)
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -220,9 +233,7 @@ def _train(args: argparse.Namespace) -> int:
     from cellnb.utils import git_commit, seed_everything, select_device, versions
     from cellnb.verdicts import convergence_report
 
-    out = Path(args.out)
-    if out.exists() and not args.overwrite:
-        raise CliError(f"{out} exists; pass --overwrite to replace it")
+    out = _free_out(args.out, args.overwrite)
     method = _get_method(args.method, args.task)
     colour = None
     if args.dot_colour:
@@ -338,12 +349,7 @@ def predict_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--tile", type=int, default=512, help="tile size for large images (overlapping tiles)")
     parser.add_argument("--overwrite", action="store_true")
-    args = parser.parse_args(argv)
-    try:
-        return _predict(args)
-    except (CliError, ValueError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    return _run(parser, argv, _predict)
 
 
 def _predict(args: argparse.Namespace) -> int:
@@ -352,9 +358,7 @@ def _predict(args: argparse.Namespace) -> int:
     from cellnb import userdata
     from cellnb.utils import select_device
 
-    out = Path(args.out)
-    if out.exists() and not args.overwrite:
-        raise CliError(f"{out} exists; pass --overwrite to replace it")
+    out = _free_out(args.out, args.overwrite)
     device = select_device(args.device)
     method, model, card = load_model(args.model, device)
     try:
@@ -447,12 +451,7 @@ def export_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--test-image", default=None, help="an image for the package's test input (default: generated)")
     parser.add_argument("--overwrite", action="store_true")
     parser.add_argument("--no-test", action="store_true", help="skip bioimageio.core's test_model")
-    args = parser.parse_args(argv)
-    try:
-        return _export(args)
-    except (CliError, ValueError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    return _run(parser, argv, _export)
 
 
 def export_package(model_dir: str | Path, out: str | Path, test_image: np.ndarray | None = None,
@@ -468,9 +467,7 @@ def export_package(model_dir: str | Path, out: str | Path, test_image: np.ndarra
     except ImportError:
         raise CliError("export needs bioimageio.spec and bioimageio.core (pip install -r requirements.txt)") from None
 
-    out = Path(out)
-    if out.exists() and not overwrite:
-        raise CliError(f"{out} exists; pass --overwrite to replace it")
+    out = _free_out(out, overwrite)
     if out.suffix != ".zip":
         raise CliError(f"--out must name a .zip file, got {out}")
     method, model, card = load_model(model_dir, "cpu")
