@@ -291,3 +291,80 @@ def summary(models: Mapping[str, nn.Module], input_shape: Shape | Mapping[str, S
 
 
 __all__ = ["count_params", "count_macs", "memory_traffic", "peak_memory", "benchmark", "summary"]
+
+
+TRAIN_VARIANTS = ("default", "channels_last", "compile")
+
+
+def _stand_in_loss(outputs: Any) -> torch.Tensor:
+    """Mean square of every floating output: the forward + backward cost of training without a
+    method's targets (its own loss adds element-wise work only)."""
+    leaves = [t for t in tree_leaves(outputs) if isinstance(t, torch.Tensor) and t.is_floating_point()]
+    return sum(t.float().pow(2).mean() for t in leaves)
+
+
+def train_speed(model_fn: Callable[[], nn.Module], input_shape: Shape, *, steps: int = 20, warmup: int = 3,
+                repeats: int = 3, variants: Sequence[str] = TRAIN_VARIANTS, device: str = "cpu",
+                seed: int = 0) -> pd.DataFrame:
+    """Measured optimiser steps per second of training ``model_fn()`` on random inputs of
+    ``input_shape`` (N, C, H, W), one row per variant:
+
+    - ``default``: the model as built, NCHW tensors;
+    - ``channels_last``: the model's weights in ``torch.channels_last`` memory format, inputs NCHW
+      as the data loaders give them (what :attr:`cellnb.methods.base.Method.memory_format` does);
+    - ``compile``: ``torch.compile(model)`` (inductor); its first steps (compilation) are timed
+      apart as ``warmup_s``.
+
+    Each step is Adam on :func:`_stand_in_loss` of the outputs (forward + backward + update).
+    ``warmup`` steps are not timed; then ``repeats`` blocks of ``steps`` steps, variants interleaved
+    block by block, and the median block gives ``steps_per_s``. A variant that fails (e.g. no C++
+    compiler for inductor) gets NaN and the error in ``note``.
+    """
+    shape = _check_shape(input_shape)
+    dev = select_device(device)
+    unknown = set(variants) - set(TRAIN_VARIANTS)
+    if unknown:
+        raise ValueError(f"unknown variants {sorted(unknown)}; choose from {list(TRAIN_VARIANTS)}")
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(shape, generator=g).to(dev)
+    state: dict[str, dict[str, Any]] = {}
+    for v in variants:
+        torch.manual_seed(seed)
+        model = model_fn().to(dev).train()
+        xv = x
+        if v == "channels_last":
+            model = model.to(memory_format=torch.channels_last)
+        elif v == "default":
+            model = model.to(memory_format=torch.contiguous_format)
+        net = torch.compile(model) if v == "compile" else model
+        opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+        state[v] = {"net": net, "x": xv, "opt": opt, "blocks": [], "note": "", "warmup_s": float("nan")}
+
+    def step(s: Mapping[str, Any]) -> None:
+        s["opt"].zero_grad(set_to_none=True)
+        _stand_in_loss(s["net"](s["x"])).backward()
+        s["opt"].step()
+
+    for v, s in state.items():
+        t0 = time.perf_counter()
+        try:
+            for _ in range(max(int(warmup), 1)):
+                step(s)
+        except Exception as error:  # noqa: BLE001 - a variant this machine cannot run is reported
+            s["note"] = f"{type(error).__name__}: {error}"[:200]
+        s["warmup_s"] = time.perf_counter() - t0
+    for _ in range(max(int(repeats), 1)):
+        for v, s in state.items():
+            if s["note"]:
+                continue
+            t0 = time.perf_counter()
+            for _ in range(int(steps)):
+                step(s)
+            s["blocks"].append(int(steps) / (time.perf_counter() - t0))
+    rows = []
+    base = float(np.median(state["default"]["blocks"])) if "default" in state and state["default"]["blocks"] else float("nan")
+    for v, s in state.items():
+        rate = float(np.median(s["blocks"])) if s["blocks"] else float("nan")
+        rows.append({"variant": v, "steps_per_s": rate, "speedup": rate / base if base == base else float("nan"),
+                     "warmup_s": s["warmup_s"], "repeats": len(s["blocks"]), "note": s["note"]})
+    return pd.DataFrame(rows)

@@ -67,6 +67,7 @@ CHAPTERS: tuple[str, ...] = (
     "u_se_resnet",
     "comparison",
     "own_images",
+    "speed",
 )
 #: Chapters that read other chapters' results (None: every other chapter). They run after those
 #: chapters and are stale whenever one of them is.

@@ -188,6 +188,23 @@ def test_fit_samples_history_and_convergence_points():
                     loss=None, progress=False)
 
 
+@pytest.mark.parametrize("name", TRAINABLE)
+def test_build_returns_the_declared_memory_format(name):
+    method = get_method(name)
+    task = next(t for t in method.tasks if t != "sr") if any(t != "sr" for t in method.tasks) else "sr"
+    model = method.build("slim", in_channels=3 if method.sr_scale > 1 else 1, task=task)
+    weights = [p for p in model.parameters() if p.ndim == 4 and p.shape[-1] * p.shape[-2] > 1 and p.shape[1] > 1]
+    if not weights:  # depthwise / pointwise convolutions only: both layouts are the same memory
+        pytest.skip(f"{name}: no weight whose layout differs between the two formats")
+    fmt = torch.channels_last if method.memory_format == "channels_last" else torch.contiguous_format
+    assert all(p.is_contiguous(memory_format=fmt) for p in weights)
+
+
+def test_memory_format_must_be_known():
+    with pytest.raises(ValueError, match="memory_format"):
+        type("Odd", (Method,), {"memory_format": "nhwc"})
+
+
 INSTANCE_METHODS = [n for n in METHODS if "instances" in get_method(n).tasks]
 
 

@@ -82,3 +82,16 @@ def test_cuda_peak_memory_and_benchmark():
     assert profile.peak_memory(conv, SHAPE, device="cuda") >= (224 + 768 + 2048) * 4
     df = profile.benchmark({"conv": conv}, SHAPE, device="cuda", warmup=1, repeats=3)
     assert df.device.iloc[0] != "cpu" and (df.median_ms > 0).all()
+
+
+def test_train_speed_rows_per_variant_and_errors():
+    import torch
+
+    from cellnb.profile import train_speed
+
+    t = train_speed(lambda: torch.nn.Conv2d(2, 4, 3, padding=1), (2, 2, 8, 8), steps=2, warmup=1, repeats=2,
+                    variants=("default", "channels_last"))
+    assert list(t.variant) == ["default", "channels_last"] and (t.repeats == 2).all()
+    assert t.speedup.iloc[0] == 1.0 and (t.steps_per_s > 0).all() and (t.note == "").all()
+    with pytest.raises(ValueError, match="unknown variants"):
+        train_speed(lambda: torch.nn.Conv2d(1, 1, 1), (1, 1, 4, 4), variants=("fast",))

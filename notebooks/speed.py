@@ -1,0 +1,128 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Training speed on this machine
+#
+# Every chapter trains on two CPU cores by default, so what a training step costs decides how far
+# a model gets within the book's time budget. This chapter measures the optimiser steps per second
+# of every method's slim network, with its weights in PyTorch's default layout (NCHW) and in
+# `channels_last`, and under `torch.compile` for one network, and checks the memory format each
+# method declares (`Method.memory_format`, applied when the method builds its network) against the
+# measurement. The training chapters record the steps per second of every model they train.
+
+# %% tags=["parameters"]
+profile = "quick"
+device = "auto"
+seed = 0
+data_root = None
+num_threads = 1  # torch CPU threads (cellnb.utils.set_cpu_threads; 0: the torch default)
+
+# %% tags=["remove-cell"]
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import torch
+from IPython.display import Markdown, display
+
+from cellnb import config, report, results, utils, verdicts
+from cellnb.experiments import speed as exp
+
+utils.set_cpu_threads(num_threads, device)
+cfg = config.settings_for(exp.SETTINGS, profile)
+dev = str(utils.select_device(device))
+utils.seed_everything(seed)
+run = results.Run("speed", profile=profile, device=device, seed=seed, data_root=data_root, settings=cfg)
+
+# %% tags=["remove-cell"]
+table = exp.measure(cfg, device=dev)
+check = exp.format_check(table)
+for r in table.itertuples():
+    run.metric(f"{r.method}_{r.variant}_steps_per_s", r.steps_per_s)
+    if r.variant == "compile":
+        run.metric(f"{r.method}_compile_warmup_s", r.warmup_s)
+        run.metric(f"{r.method}_compile_speedup", r.speedup)
+for r in check.itertuples():
+    run.metric(f"{r.method}_channels_last_speedup", r.speedup)
+run.metric("n_methods", len(check))
+run.metric("n_channels_last", int((check.declared == "channels_last").sum()))
+run.metric("median_channels_last_speedup", float(check.speedup.median()))
+run.metric("threads", torch.get_num_threads())
+wrong = check[~check["declared is fine"]]
+run.claim("memory_format_choice", "Every method builds its network in the memory format that trains faster on this "
+          f"machine (or within {exp.TOLERANCE:.0%} of it)", "this book's CPU set-up",
+          measured=int(len(wrong)), holds=verdicts.threshold_verdict(len(wrong), 0),
+          note=(f"median of {cfg.repeats} timed blocks of {cfg.steps} steps per layout; "
+                + ("slower than the other layout: " + ", ".join(wrong.method) if len(wrong) else "no method is slower")),
+          kind="check")
+
+# %% tags=["remove-input"]
+report.banner(run)
+
+# %% [markdown]
+# ## Steps per second, by memory format
+#
+# One training step is the forward pass, the backward pass of a stand-in loss (the mean square of
+# every output; a method's own loss adds only element-wise work) and an Adam update, on a batch of
+# the chapters' crop size (`input`, N×C×H×W; the super-resolving methods get their low-resolution
+# input). Warm-up steps are not timed; each layout then runs timed blocks in turn, and the median
+# block gives the rate. With `channels_last` only the weights change layout: the convolutions then
+# run, and return, channels-last tensors from the data loaders' NCHW batches.
+
+# %% tags=["remove-input"]
+report.show_table(check, floatfmt="{:.2f}", caption="Training steps per second on this machine, one thread; "
+                  "'declared' is the method's Method.memory_format")
+fig, ax = plt.subplots(figsize=(6.5, 0.45 * len(check) + 1))
+order = check.sort_values("speedup")
+ax.barh(order.method, order.speedup, color=["tab:green" if d == "channels_last" else "tab:gray" for d in order.declared])
+ax.axvline(1.0, color="k", lw=0.8)
+ax.set_xlabel("channels_last steps/s ÷ NCHW steps/s (green: the method trains channels_last)")
+fig.tight_layout()
+plt.show()
+
+# %% [markdown]
+# ## `torch.compile`
+
+# %% tags=["remove-input"]
+comp = table[table.variant == "compile"]
+if len(comp):
+    report.show_table(comp[["method", "input", "steps_per_s", "speedup", "warmup_s", "note"]], floatfmt="{:.2f}",
+                      caption="torch.compile (inductor): steps per second, speed-up over NCHW eager, compilation time")
+    r = comp.iloc[0]
+    steps_to_pay = (r.warmup_s / (1 / table[(table.method == r.method) & (table.variant == "default")].steps_per_s.iloc[0]
+                                  - 1 / r.steps_per_s)) if r.speedup > 1 else float("inf")
+    run.metric(f"{r.method}_compile_break_even_steps", steps_to_pay)
+    display(Markdown(
+        f"Compiling {r.method} took {r.warmup_s:.0f} s and then ran {r.speedup:.2f}× as fast as eager NCHW: it pays "
+        + (f"after about {steps_to_pay:.0f} steps" if np.isfinite(steps_to_pay) else "never")
+        + " of one model. The chapters train many small models of a few hundred steps each, and a compiled graph "
+          "must be rebuilt per model and input size, so they run eagerly; `torch.compile` is left to the `full` "
+          "profile's long trainings."))
+else:
+    report.note("torch.compile was not measured in this profile.")
+
+# %% [markdown]
+# ## What else the runner does for speed
+#
+# - Each notebook runs with one torch thread and the runner executes two notebooks at once on the
+#   two cores (`--jobs 2`), longest first: two single-threaded trainings keep both cores busier than
+#   one two-threaded training of these small networks. The rates above were measured that way, beside
+#   another chapter's training, as the chapters' own rates are.
+# - Prediction and validation run without autograd (`torch.no_grad`); the latency benchmarks of the
+#   comparison chapter under `torch.inference_mode`.
+# - Every chapter records the steps per second of each model it trains; the reproducing page gives
+#   each chapter's wall time.
+
+# %% tags=["remove-input"]
+report.show_claims(run)
+
+# %% tags=["remove-cell"]
+run.save()
+run.glue()
