@@ -185,6 +185,7 @@ class MCUNetMethod(Method):
     """MC-Unet with its density and boundary branches (paper reading) or the released loss (code)."""
 
     name = "mc_unet"
+    memory_format = "channels_last"  # measured faster to train on the CPU (the speed chapter)
     paper = "Jin et al., Joint Feature Learning for Cell Segmentation Based on Multi-scale Convolutional U-Net (BIBM 2022)"
     tasks = ("count", "mask", "instances")
     sizes = {
