@@ -200,16 +200,20 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict[str, An
 
 
 class _EarlyStopping:
-    """Track the best value of ``monitor``; ``step`` returns True when patience has run out."""
+    """Track the best value of ``monitor``; ``step`` returns True when patience has run out.
+
+    ``best_epoch`` is the ``index`` column (``"epoch"``; :func:`cellnb.methods.training.fit_samples`
+    logs ``"step"``) of the best row; with ``restore_best`` the weights of that row are kept and
+    :meth:`restore` puts them back."""
 
     def __init__(self, monitor: str = "val_loss", patience: int = 3, mode: str = "min",
-                 min_delta: float = 0.0, restore_best: bool = True) -> None:
+                 min_delta: float = 0.0, restore_best: bool = True, index: str = "epoch") -> None:
         if mode not in ("min", "max"):
             raise ValueError(f"early_stopping mode must be 'min' or 'max', got {mode!r}")
         if patience < 0:
             raise ValueError(f"early_stopping patience must be >= 0, got {patience}")
         self.monitor, self.patience, self.mode = monitor, int(patience), mode
-        self.min_delta, self.restore_best = float(min_delta), bool(restore_best)
+        self.min_delta, self.restore_best, self.index = float(min_delta), bool(restore_best), index
         self.best = math.inf if mode == "min" else -math.inf
         self.best_epoch: int | None = None
         self.bad_epochs = 0
@@ -221,12 +225,19 @@ class _EarlyStopping:
         value = float(row[self.monitor])
         better = value < self.best - self.min_delta if self.mode == "min" else value > self.best + self.min_delta
         if better:
-            self.best, self.best_epoch, self.bad_epochs = value, int(row["epoch"]), 0
+            self.best, self.best_epoch, self.bad_epochs = value, int(row[self.index]), 0
             if self.restore_best:
                 self.best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
         else:
             self.bad_epochs += 1
         return self.bad_epochs > self.patience
+
+    def restore(self, model: nn.Module) -> bool:
+        """Load the kept best weights into ``model``; False when there are none."""
+        if not (self.restore_best and self.best_state is not None):
+            return False
+        model.load_state_dict(self.best_state)
+        return True
 
     def state_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in ("best", "best_epoch", "bad_epochs", "best_state")}
@@ -600,8 +611,8 @@ def fit(
                 print(f"stopped after epoch {epoch}: {stop_reason}", flush=True)
             break
 
-    if stopper is not None and stopper.restore_best and stopper.best_state is not None:
-        model.load_state_dict(stopper.best_state)
+    if stopper is not None:
+        stopper.restore(model)
     history = pd.DataFrame(rows)
     history.attrs["stop_reason"] = stop_reason
     history.attrs["world_size"] = world

@@ -186,7 +186,7 @@ def fit_samples(method, model: nn.Module, train_samples: Sequence[Mapping[str, A
     history still lists every evaluation. The chapters train a fixed budget (``keep_best=False``,
     the last weights); ``python -m cellnb.train`` keeps the best.
     """
-    from cellnb.train import recalibrate_batchnorm
+    from cellnb.train import _EarlyStopping, recalibrate_batchnorm
     from cellnb.utils import select_device
 
     if steps < 1:
@@ -247,7 +247,8 @@ def fit_samples(method, model: nn.Module, train_samples: Sequence[Mapping[str, A
         return {k: v / max(seen, 1) for k, v in sums.items()}
 
     rows: list[dict[str, Any]] = []
-    best: dict[str, Any] = {"val_loss": float("inf"), "step": None, "state": None}
+    # keep_best: track the lowest val_loss and its weights; patience is never consulted (no early stop)
+    best = _EarlyStopping(monitor="val_loss", patience=0, index="step") if keep_best else None
     t0 = time.perf_counter()
     train_time = 0.0
     sums: dict[str, float] = {}
@@ -279,15 +280,13 @@ def fit_samples(method, model: nn.Module, train_samples: Sequence[Mapping[str, A
                                    "lr": current_lr, "seconds": time.perf_counter() - t0}
             rows.append(row)
             sums, n_since = {}, 0
-            if keep_best and row["val_loss"] < best["val_loss"]:
-                best = {"val_loss": float(row["val_loss"]), "step": step,
-                        "state": {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}}
+            if best is not None:
+                best.step(row, model)
             if progress:
                 print(f"{method.name} step {step}/{steps}: train {row['train_loss']:.4g}, val {row['val_loss']:.4g}", flush=True)
     history = pd.DataFrame(rows)
-    if keep_best and best["state"] is not None:
-        model.load_state_dict(best["state"])
-        history.attrs.update({"best_step": int(best["step"]), "best_val_loss": best["val_loss"]})
+    if best is not None and best.restore(model):
+        history.attrs.update({"best_step": best.best_epoch, "best_val_loss": best.best})
     bn = False
     if update_bn:
         n_bn = max(4, min(16, (len(train) * 2) // batch_size + 1))
