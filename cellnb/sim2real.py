@@ -273,9 +273,9 @@ def record(run, result: Mapping[str, Any], prefix: str = "real", label: str | No
                     note=f"ceiling of its post-processing on the true maps: AJI {result['ceiling']['aji']:.3f}")
         found[cid] = v
     if "generated+real" in names and "real" in names:
-        a = scores[scores.scenario == "generated+real"].sort_values(["seed", "frame"])
-        b = scores[scores.scenario == "real"].sort_values(["seed", "frame"])
-        v = verdicts.compare(a.aji.to_numpy(float), b.aji.to_numpy(float), better="higher", groups=a.seed.to_numpy(),
+        a, _, groups = _paired(result, "generated+real", "aji")
+        b, _, _ = _paired(result, "real", "aji")
+        v = verdicts.compare(a, b, better="higher", groups=groups,
                              learned=run.learned(*names["generated+real"], *names["real"]),
                              labels=("pre-trained + fine-tuned", "real only"))
         cid = f"{prefix}_pretraining_helps"
