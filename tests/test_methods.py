@@ -258,3 +258,54 @@ def test_unet_three_class_ceiling_separates_touching_disks():
     labels[(yy - 20) ** 2 + (xx - 20) ** 2 <= 81] = 1
     labels[((yy - 20) ** 2 + (xx - 37) ** 2 <= 81) & (labels == 0)] = 2  # touching
     assert floors.instance_ceiling(instances_from_maps, [labels])["aji"] > 0.95
+
+
+@pytest.mark.parametrize("name", INSTANCE_METHODS)
+def test_every_postprocess_option_runs_on_the_perfect_maps_and_the_choice_is_one_of_them(name):
+    from cellnb import floors
+
+    method = get_method(name)
+    labels = _disks(64, seed=3)
+    options = method.postprocess_options("instances")
+    assert options and all(isinstance(o, dict) for o in options)
+    for option in options:  # every listed setting is a valid keyword of the instance step
+        assert floors.instance_scores(labels, method.ceiling(labels, **option))["ap50"] > 0.5
+    maps = method.prediction_maps(Prediction(foreground=method.oracle_maps(labels)["mask"],
+                                             maps=method.oracle_maps(labels)))
+    assert method.choose_postprocess([maps], [labels], task="instances") in options
+
+
+class _Thresholded(Method):
+    """A method whose instance step is one threshold of a map: hand-checkable choices."""
+
+    name = "_thresholded"
+    tasks = ("instances",)
+
+    def postprocess_options(self, task=None):
+        return [{"t": 0.5}, {"t": 0.8}, {"t": 0.2}]
+
+    def instances_from_maps(self, maps, t=0.5):
+        from skimage.measure import label
+        return label(np.asarray(maps["score"]) > t).astype(np.int32)
+
+
+def test_choose_postprocess_takes_the_best_mean_score_and_keeps_the_earlier_option_on_a_tie():
+    labels = np.zeros((20, 30), np.int32)
+    labels[5:15, 3:12], labels[5:15, 15:25] = 1, 2
+    score = (labels > 0).astype(np.float32) * 0.9
+    score[5:15, 12:15] = 0.6  # a bridge between the two objects: merged at t 0.5 and 0.2, apart at 0.8
+    method = _Thresholded()
+    assert method.choose_postprocess([{"score": score}], [labels]) == {"t": 0.8}
+    flat = (labels > 0).astype(np.float32) * 0.9  # every threshold gives the same instances
+    assert method.choose_postprocess([{"score": flat}], [labels]) == {"t": 0.5}
+    assert method.choose_postprocess([{"score": flat}], [labels], options=[{"t": 0.95}, {"t": 0.5}]) == {"t": 0.5}
+    with pytest.raises(ValueError, match="one label image per map set"):
+        method.choose_postprocess([{"score": flat}], [])
+
+
+def test_prediction_maps_adds_the_foreground_as_mask_without_overwriting():
+    method = get_method("unet")
+    fg = np.ones((4, 4), np.float32)
+    assert set(method.prediction_maps(Prediction(foreground=fg, maps={"marker": fg}))) == {"mask", "marker"}
+    own = np.zeros((4, 4), np.float32)
+    assert method.prediction_maps(Prediction(foreground=fg, maps={"mask": own}))["mask"] is own

@@ -147,6 +147,16 @@ def test_markers_watershed_separates_touching_cells_and_cc_does_not():
     assert postprocess.connected_components(mask, min_size=5).max() == 1
 
 
+def test_a_higher_marker_threshold_keeps_bridged_markers_apart():
+    mask, markers = _two_touching_discs()
+    markers[19:22, 20:39] = np.maximum(markers[19:22, 20:39], 0.6)  # a faint marker bridge over the neck
+    assert postprocess.markers_watershed(mask, markers, min_size=5).max() == 1  # the paper's 0.5: merged
+    assert postprocess.markers_watershed(mask, markers, min_size=5, marker_threshold=0.7).max() == 2
+    assert postprocess.markers_watershed(mask, markers, min_size=5, threshold=0.7).max() == 2  # one for both
+    with pytest.raises(ValueError, match="marker_threshold"):
+        postprocess.markers_watershed(mask, markers, marker_threshold=1.0)
+
+
 def test_small_objects_and_seedless_components_are_dropped():
     mask, markers = _two_touching_discs()
     mask[2:4, 55:57] = 1.0  # 4-pixel speck with its own marker -> removed by T-a

@@ -67,7 +67,6 @@ LABELS = {
     "mc_unet_code_b1": "MC-Unet, released loss, batch 1",
 }
 METRICS = ("aji", "ap50", "dice", "count_err")
-BOUNDARY_THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9)
 
 
 def method():
@@ -80,7 +79,8 @@ def method():
 def sim_to_real(cfg: Mapping[str, Any], seed: int = 0, device: str = "cpu") -> dict[str, Any] | None:
     """MC-Unet (paper reading, both branches) under the three sim-to-real routes of
     :func:`cellnb.sim2real.evaluate` on the real Hoechst frames, ``n_seeds`` seeds from ``seed``;
-    None when ``ndev-sampledata`` is not installed."""
+    None when ``ndev-sampledata`` is not installed. As on generated nuclei, each model's way of
+    seeding its instances is chosen on its route's validation images."""
     from cellnb import data, sim2real
 
     if not data.ndev_available():
@@ -89,7 +89,8 @@ def sim_to_real(cfg: Mapping[str, Any], seed: int = 0, device: str = "cpu") -> d
                              steps=int(cfg["real_steps"]), finetune_steps=int(cfg["real_finetune_steps"]),
                              n_generated=int(cfg["real_n_generated"]), device=device,
                              train_kwargs={"batch_size": int(cfg["real_batch"]), "crop": int(cfg["real_crop"]),
-                                           "lr": float(cfg["lr"]), "evals": int(cfg["evals"])})
+                                           "lr": float(cfg["lr"]), "evals": int(cfg["evals"])},
+                             tune_postprocess=True)
 
 
 def make_data(cfg: Mapping[str, Any], seed: int) -> dict[str, list[dict[str, np.ndarray]]]:
@@ -162,25 +163,16 @@ def score(pred, item: Mapping[str, np.ndarray], **post: Any) -> dict[str, float]
 
 
 def postprocess_options(heads: Sequence[str]) -> list[dict[str, Any]]:
-    """The ways a model with ``heads`` can seed its instances (:meth:`MCUNetMethod.instances_from_maps`)."""
-    options: list[dict[str, Any]] = [{"use": "foreground"}]
-    if "density" in heads:
-        options.append({"use": "density"})
-    if "boundary" in heads:
-        options += [{"use": "boundary", "boundary_threshold": t} for t in BOUNDARY_THRESHOLDS]
-    if "density" in heads and "boundary" in heads:
-        options.append({"use": "auto"})
-    return options
+    """The ways a model with ``heads`` can seed its instances (:meth:`MCUNetMethod.postprocess_options`)."""
+    return method().postprocess_options(heads=heads)
 
 
 def choose_postprocess(preds: Sequence, items: Sequence[Mapping[str, np.ndarray]], heads: Sequence[str]) -> dict[str, Any]:
-    """The post-processing (and boundary threshold) with the best mean AJI on the validation images."""
-    best, choice = -1.0, {"use": "foreground"}
-    for option in postprocess_options(heads):
-        value = float(np.mean([score(p, it, **option)["aji"] for p, it in zip(preds, items)]))
-        if value > best + 1e-9:
-            best, choice = value, option
-    return dict(choice)
+    """The post-processing (and boundary threshold) with the best mean AJI on the validation images
+    (:meth:`cellnb.methods.base.Method.choose_postprocess`)."""
+    m = method()
+    return m.choose_postprocess([m.prediction_maps(p) for p in preds], [it["labels"] for it in items],
+                                options=postprocess_options(heads))
 
 
 def describe(post: Mapping[str, Any]) -> str:

@@ -218,11 +218,52 @@ class Method:
 
         return floors.oracle_maps(labels)
 
-    def ceiling(self, labels: np.ndarray) -> np.ndarray:
+    def ceiling(self, labels: np.ndarray, **post: Any) -> np.ndarray:
         """The ceiling of this method's post-processing: :meth:`instances_from_maps` of
         :meth:`oracle_maps` of the true ``labels`` (scored against ``labels``, it bounds what any
-        model of this method can reach through that post-processing)."""
-        return self.instances_from_maps(self.oracle_maps(labels))
+        model of this method can reach through that post-processing). ``post``: the settings of the
+        instance step, as for :meth:`instances_from_maps` (e.g. those :meth:`choose_postprocess` chose)."""
+        return self.instances_from_maps(self.oracle_maps(labels), **post)
+
+    def postprocess_options(self, task: str | None = None) -> list[dict[str, Any]]:
+        """The settings of the instance step (keyword arguments of :meth:`instances_from_maps`) that
+        :meth:`choose_postprocess` picks from on validation images; a tie keeps the earlier one, so
+        the first is the fallback. Default: ``[{}]`` (nothing to choose)."""
+        return [{}]
+
+    def prediction_maps(self, prediction: Prediction) -> dict[str, np.ndarray]:
+        """The maps :meth:`instances_from_maps` reads, from a :class:`Prediction`: its ``maps``,
+        with its ``foreground`` as ``mask`` where the maps have none."""
+        maps = dict(prediction.maps or {})
+        if prediction.foreground is not None:
+            maps.setdefault("mask", np.asarray(prediction.foreground, np.float32))
+        return maps
+
+    def choose_postprocess(self, maps: list[Mapping[str, np.ndarray]], labels: list[np.ndarray],
+                           options: list[dict[str, Any]] | None = None, metric: str = "aji",
+                           task: str | None = None) -> dict[str, Any]:
+        """The option of ``options`` (default :meth:`postprocess_options`) whose instances
+        (:meth:`instances_from_maps` of each image's ``maps``) have the best mean ``metric``
+        (a key of :func:`cellnb.floors.instance_scores`) against the true ``labels``. Pass
+        validation images, never test ones. A tie keeps the earlier option, so the default wins
+        unless another is strictly better."""
+        from cellnb import floors
+
+        options = list(self.postprocess_options(task) if options is None else options)
+        if not options:
+            raise ValueError("choose_postprocess needs at least one option")
+        if len(maps) != len(labels) or not len(maps):
+            raise ValueError(f"choose_postprocess needs one label image per map set, got {len(maps)} maps "
+                             f"and {len(labels)} label images")
+        if len(options) == 1:
+            return dict(options[0])
+        best, choice = -np.inf, options[0]
+        for option in options:
+            value = float(np.mean([floors.instance_scores(true, self.instances_from_maps(m, **option))[metric]
+                                   for m, true in zip(maps, labels)]))
+            if value > best + 1e-9:
+                best, choice = value, option
+        return dict(choice)
 
     def train(self, model: nn.Module, train_samples: list[Mapping[str, np.ndarray]],
               val_samples: list[Mapping[str, np.ndarray]], task: str, *, steps: int, batch_size: int = 8,

@@ -24,7 +24,7 @@ amplified by ``density_scale``; the output is divided back, so it still sums to 
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, ClassVar, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -293,6 +293,24 @@ class MCUNetMethod(Method):
         if use == "density":
             boundary = None
         return instances(fg, boundary, density, **kwargs)
+
+    #: boundary thresholds the boundary-seeded instance step is tried at
+    boundary_thresholds: ClassVar[tuple[float, ...]] = (0.5, 0.6, 0.7, 0.8, 0.9)
+
+    def postprocess_options(self, task: str | None = None,
+                            heads: Sequence[str] = ("mask", "boundary", "density")) -> list[dict[str, Any]]:
+        """The ways a model with ``heads`` can seed its instances (:meth:`instances_from_maps`):
+        the foreground's distance transform, density peaks, boundary regions at each of
+        :attr:`boundary_thresholds`, and density peaks flooded over the boundary map. The paper does
+        not say which; the chapter and the comparison choose on validation images."""
+        options: list[dict[str, Any]] = [{"use": "foreground"}]
+        if "density" in heads:
+            options.append({"use": "density"})
+        if "boundary" in heads:
+            options += [{"use": "boundary", "boundary_threshold": t} for t in self.boundary_thresholds]
+        if "density" in heads and "boundary" in heads:
+            options.append({"use": "auto"})
+        return options
 
     def oracle_maps(self, labels: np.ndarray) -> dict[str, np.ndarray]:
         """:func:`oracle_inputs`: the true mask, boundary and density of ``labels``."""

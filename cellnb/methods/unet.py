@@ -203,6 +203,11 @@ class UNetBaseline(Method):
                 pred.maps["mask"] = pred.foreground
         return pred
 
+    def postprocess_options(self, task: str | None = None) -> list[dict[str, Any]]:
+        """Seed thresholds of :func:`instances_from_maps` to choose from on validation images (0.7,
+        the default, first)."""
+        return [{"seed_threshold": t} for t in (0.7, 0.5, 0.6, 0.8, 0.9)]
+
     def instances_from_maps(self, maps: Mapping[str, np.ndarray], **kwargs: Any) -> np.ndarray:
         """The instance post-processing on probability maps (the ceiling runs it on the perfect maps)."""
         return instances_from_maps(maps, **kwargs)
