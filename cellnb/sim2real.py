@@ -94,8 +94,15 @@ def evaluate(method_name: str, *, seeds: Sequence[int] = (0, 1, 2), size: str = 
              finetune_steps: int | None = None, n_generated: int = 40, generator: Callable[[int], Mapping[str, Any]] | None = None,
              scenarios: Sequence[str] = SCENARIOS, train_kwargs: Mapping[str, Any] | None = None,
              finetune_lr: float | None = None, device: str = "cpu", real: Mapping[str, Any] | None = None,
-             predict_kwargs: Mapping[str, Any] | None = None, progress: bool = False) -> dict[str, Any]:
+             predict_kwargs: Mapping[str, Any] | None = None, tune_postprocess: bool = False,
+             progress: bool = False) -> dict[str, Any]:
     """Train ``method_name`` under each scenario for each seed and score it on real frames 5–9.
+
+    With ``tune_postprocess``, each trained model's instance step takes the setting of
+    ``method.postprocess_options`` with the best AJI on that route's own validation images
+    (:meth:`cellnb.methods.base.Method.choose_postprocess`): the held-out generated images for
+    ``generated``, the held-out strip of frames 0–4 for ``real`` and ``generated+real``; the
+    choices are returned under ``postprocess`` ({(scenario, seed): settings}).
 
     ``steps``: optimiser steps of each training from scratch (``generated``, ``real``);
     ``finetune_steps`` (default ``steps // 2``) of the real fine-tuning in ``generated+real``, with
@@ -138,8 +145,21 @@ def evaluate(method_name: str, *, seeds: Sequence[int] = (0, 1, 2), size: str = 
                             progress=progress, **{**tk, **extra})
         return hist
 
-    def score(model, scenario, seed):
-        preds = [method.predict(model, s["image"], "instances", device=device, **predict_kwargs).labels for s in split["test"]]
+    chosen: dict[tuple[str, int], dict[str, Any]] = {}
+
+    def instance_step(model, val_s, scenario, seed) -> Callable[[Any], np.ndarray]:
+        if not tune_postprocess:
+            return lambda p: p.labels
+        val_preds = [method.predict(model, s["image"], "instances", device=device, **predict_kwargs) for s in val_s]
+        options = method.choose_postprocess([method.prediction_maps(p) for p in val_preds], [s["labels"] for s in val_s],
+                                            task="instances")
+        chosen[(scenario, int(seed))] = options
+        return lambda p: method.instances_from_maps(method.prediction_maps(p), **{**predict_kwargs, **options})
+
+    def score(model, scenario, seed, val_s):
+        labels_of = instance_step(model, val_s, scenario, seed)
+        preds = [labels_of(method.predict(model, s["image"], "instances", device=device, **predict_kwargs))
+                 for s in split["test"]]
         for f, r in zip(TEST_FRAMES, _scores(test_true, preds)):
             rows.append({"scenario": scenario, "seed": int(seed), "frame": f, **r})
 
@@ -152,26 +172,26 @@ def evaluate(method_name: str, *, seeds: Sequence[int] = (0, 1, 2), size: str = 
             hist = train(model, gen[n_val:], gen[:n_val], steps, seed)
             histories[("generated", seed)] = hist
             speeds["generated"].append(hist.attrs.get("steps_per_s", float("nan")))
-            score(model, "generated", seed)
+            score(model, "generated", seed, gen[:n_val])
             if "generated+real" in scenarios:
                 lr = finetune_lr if finetune_lr is not None else tk.get("lr", 1e-3) / 3
                 hist = train(model, split["train"], split["val"], ft_steps, seed, lr=lr)
                 histories[("generated+real", seed)] = hist
                 speeds["generated+real"].append(hist.attrs.get("steps_per_s", float("nan")))
-                score(model, "generated+real", seed)
+                score(model, "generated+real", seed, split["val"])
         if "real" in scenarios:
             seed_everything(seed)
             model = method.build(size, in_channels=1, task="instances")
             hist = train(model, split["train"], split["val"], steps, seed)
             histories[("real", seed)] = hist
             speeds["real"].append(hist.attrs.get("steps_per_s", float("nan")))
-            score(model, "real", seed)
+            score(model, "real", seed, split["val"])
     return {
         "method": method_name, "size": size, "steps": steps, "finetune_steps": ft_steps, "seeds": list(seeds),
         "n_generated": n_generated, "scores": pd.DataFrame(rows), "floor": floor,
         "ceiling": {k: float(ceiling_frames[k].mean()) for k in METRICS}, "ceiling_frames": ceiling_frames,
         "histories": histories, "steps_per_s": {k: float(np.mean(v)) for k, v in speeds.items() if v},
-        "seconds": time.perf_counter() - t0,
+        "seconds": time.perf_counter() - t0, "postprocess": chosen,
     }
 
 

@@ -172,3 +172,13 @@ def test_run_task_scores_floor_and_untrained_method_and_reports_skips():
     floor = rows[rows.method == exp.FLOOR]
     mean_train = np.mean([len(s["points"]) for s in train])
     assert floor["count"].tolist() == pytest.approx([mean_train] * 2)
+
+
+def test_chosen_postprocess_table_lists_each_seeds_choice():
+    status = pd.DataFrame([{"method": "u_se_resnet", "seed": 0, "postprocess": {"marker_threshold": 0.7}},
+                           {"method": "u_se_resnet", "seed": 1, "postprocess": {"marker_threshold": 0.5}},
+                           {"method": "ssrnet", "seed": 0, "postprocess": None}])
+    table = exp.chosen_postprocess_table(status)
+    assert table.to_dict("records") == [{"method": "u_se_resnet",
+                                         "chosen per seed": "marker_threshold = 0.7; marker_threshold = 0.5"}]
+    assert exp.chosen_postprocess_table(pd.DataFrame({"method": ["unet"]})).empty

@@ -53,3 +53,30 @@ def test_table_lists_every_route_then_the_floor():
     t = sim2real.table({"U-Net": res, "MC-Unet": res})
     assert list(t["method"]) == ["U-Net", "U-Net", "U-Net", "MC-Unet", "MC-Unet", "MC-Unet", "Otsu + watershed"]
     assert t["beats floor (AP@0.5)"].tolist()[:2] == [True, False]
+
+
+def _fake_real(width: int = sim2real.VAL_COLUMNS + 64) -> dict:
+    """Ten 'real' frames of generated nuclei, shaped so that real_split has its train, val and test parts."""
+    from cellnb import data
+
+    frames, labels = [], []
+    for t in range(10):
+        s = data.nuclei(500 + t, size=width, n_nuclei=40, regime="dense")
+        frames.append(s["image"][: sim2real.VAL_ROWS].astype(np.float32))
+        labels.append(s["labels"][: sim2real.VAL_ROWS].astype(np.int32))
+    return {"frames": np.stack(frames), "labels": np.stack(labels)}
+
+
+def test_evaluate_chooses_each_routes_instance_step_on_its_own_validation_images():
+    from cellnb.methods import get_method
+
+    result = sim2real.evaluate("unet", seeds=(0,), steps=2, finetune_steps=1, n_generated=3, real=_fake_real(),
+                               train_kwargs={"batch_size": 2, "crop": 32}, tune_postprocess=True)
+    options = get_method("unet").postprocess_options("instances")
+    assert set(result["postprocess"]) == {(s, 0) for s in sim2real.SCENARIOS}
+    assert all(choice in options for choice in result["postprocess"].values())
+    assert len(result["scores"]) == len(sim2real.SCENARIOS) * len(sim2real.TEST_FRAMES)
+    assert np.isfinite(result["scores"][["ap50", "aji", "dice"]].to_numpy(float)).all()
+    untuned = sim2real.evaluate("unet", seeds=(0,), steps=2, scenarios=("real",), real=_fake_real(),
+                                train_kwargs={"batch_size": 2, "crop": 32})
+    assert untuned["postprocess"] == {}

@@ -26,6 +26,7 @@ post-processing gets its oracle ceiling (:func:`cellnb.floors.instance_ceiling`)
 
 from __future__ import annotations
 
+import functools
 import time
 from typing import Any, Callable, Mapping, Sequence
 
@@ -274,16 +275,37 @@ def foreground_watershed(foreground: np.ndarray, min_distance: int = 3) -> np.nd
     return floors.distance_watershed(np.asarray(foreground) > 0.5, min_distance=min_distance)
 
 
-def ceiling_postprocess(method, min_distance: int = 3) -> tuple[Callable[[np.ndarray], np.ndarray], str]:
+def choose_instance_step(method, model, val: Sequence[Mapping[str, Any]], device: str = "cpu") -> dict[str, Any]:
+    """The settings of ``method``'s instance step with the best AJI on the validation images ``val``
+    (:meth:`cellnb.methods.base.Method.choose_postprocess` over its ``postprocess_options``), as each
+    method's chapter would tune it; the test images are never used."""
+    preds = [method.predict(model, s["image"], "instances", device=device) for s in val]
+    return method.choose_postprocess([method.prediction_maps(p) for p in preds], [s["labels"] for s in val],
+                                     task="instances")
+
+
+def instance_labels(method, prediction, options: Mapping[str, Any] | None, min_distance: int = 3) -> np.ndarray:
+    """Instances of one prediction: the method's own instance step with the chosen ``options``, or,
+    for a method that predicts only a foreground (``options`` None), :func:`foreground_watershed`."""
+    if options is None or prediction.labels is None:
+        return foreground_watershed(prediction.foreground, min_distance)
+    return method.instances_from_maps(method.prediction_maps(prediction), **options)
+
+
+def ceiling_postprocess(method, min_distance: int = 3,
+                        options: Mapping[str, Any] | None = None) -> tuple[Callable[[np.ndarray], np.ndarray], str]:
     """``true labels -> predicted labels`` of ``method``'s instance step on perfect maps (for its
     ceiling), and a short description. A method that predicts instances brings its own
     (:meth:`cellnb.methods.base.Method.ceiling`: its ``instances_from_maps`` on its
-    ``oracle_maps``); one that predicts only a foreground gets :func:`foreground_watershed` of the
-    true foreground."""
+    ``oracle_maps``, with the ``options`` chosen on validation images); one that predicts only a
+    foreground gets :func:`foreground_watershed` of the true foreground."""
     if "instances" not in method.tasks:
         return ((lambda labels: foreground_watershed((np.asarray(labels) > 0).astype(np.float32), min_distance)),
                 "foreground + distance watershed")
-    return method.ceiling, f"{method.name}'s own"
+    options = dict(options or {})
+    chosen = ", ".join(f"{k} {v}" for k, v in options.items())
+    return (functools.partial(method.ceiling, **options),
+            f"{method.name}'s own" + (f" ({chosen}, chosen on validation images)" if chosen else ""))
 
 
 def instance_ceiling(post: Callable[[np.ndarray], np.ndarray], true_labels: Sequence[np.ndarray]) -> dict[str, float]:
@@ -375,19 +397,22 @@ def run_task(task: str, methods: Sequence[str | Sequence[str]], splits: Sequence
             model = trained["model"]
             models[(label, seed)] = model
             preds = [_prediction(method, model, s["image"], mtask, device) for s in te]
+            options = None  # the instance step's settings, chosen on validation images (nuclei)
             if task.startswith("count"):
                 rows += count_rows(task, label, seed, [p.count for p in preds], [len(s["points"]) for s in te])
             elif task == "nuclei":
-                labels = [p.labels if p.labels is not None else foreground_watershed(p.foreground, cfg["min_distance"]) for p in preds]
+                options = choose_instance_step(method, model, va, device) if mtask == "instances" else None
+                labels = [instance_labels(method, p, options, cfg["min_distance"]) for p in preds]
                 rows += instance_rows(task, label, seed, labels, [s["labels"] for s in te])
                 if label not in ceilings:
-                    post, how = ceiling_postprocess(method, cfg["min_distance"])
+                    post, how = ceiling_postprocess(method, cfg["min_distance"], options)
                     ceilings[label] = {**instance_ceiling(post, [s["labels"] for s in te]), "postprocess": how}
             else:
                 rows += mask_rows(task, label, seed, [p.foreground for p in preds], [s["mask"] for s in te])
             if trained["history"] is not None or method.trainable:
                 b = budget(cfg, task, name)
-                status.append({"task": task, "method": label, "seed": seed, "val_curve": trained["val_curve"],
+                chosen = {"postprocess": options} if options is not None else {}
+                status.append({"task": task, "method": label, "seed": seed, "val_curve": trained["val_curve"], **chosen,
                                "converged": verdicts.converged(trained["val_curve"]), "train_s": trained["train_s"],
                                "steps_per_s": trained["steps_per_s"], **{k: b[k] for k in BUDGET_KEYS}})
             if log:
@@ -403,7 +428,8 @@ def run_task(task: str, methods: Sequence[str | Sequence[str]], splits: Sequence
 def sim_to_real(cfg: Mapping[str, Any], seeds: Sequence[int], device: str = "cpu") -> dict[str, dict[str, Any]]:
     """Every method of ``real_methods`` (default ``nuclei_methods``) that predicts instances, trained by the three routes of
     :func:`cellnb.sim2real.evaluate` with one budget (``real_*`` settings) and scored on the real
-    Hoechst frames 5–9: ``{method: result}``; empty when ``ndev-sampledata`` is not installed."""
+    Hoechst frames 5–9: ``{method: result}``; empty when ``ndev-sampledata`` is not installed. Each
+    model's instance step is chosen on its route's validation images, as on generated nuclei."""
     from cellnb import data, sim2real
     from cellnb.methods import get_method
 
@@ -416,7 +442,7 @@ def sim_to_real(cfg: Mapping[str, Any], seeds: Sequence[int], device: str = "cpu
         out[name] = sim2real.evaluate(
             name, seeds=tuple(seeds), size=cfg["size"], steps=int(cfg["real_steps"]),
             finetune_steps=int(cfg["real_finetune_steps"]), n_generated=int(cfg["real_n_generated"]), device=device,
-            train_kwargs={"batch_size": int(cfg["real_batch"]), "crop": int(cfg["real_crop"])})
+            train_kwargs={"batch_size": int(cfg["real_batch"]), "crop": int(cfg["real_crop"])}, tune_postprocess=True)
     return out
 
 
@@ -455,6 +481,18 @@ def learned_status(rows: pd.DataFrame, status: pd.DataFrame, task: str, method: 
             "seeds_converged": int(sum(verdicts.converged(c) for c in curves)), "n_seeds": len(curves),
             "train_s": float(st["train_s"].mean()) if len(st) else 0.0,
             "steps_per_s": float(st["steps_per_s"].mean()) if len(st) else float("nan")}
+
+
+def chosen_postprocess_table(status: pd.DataFrame) -> pd.DataFrame:
+    """One row per method with a tunable instance step: the settings each seed chose on its
+    validation images (``status``'s ``postprocess`` column; empty when no method had one)."""
+    if "postprocess" not in status:
+        return pd.DataFrame(columns=["method", "chosen per seed"])
+    rows = []
+    for method, group in status[status.postprocess.notna()].groupby("method", sort=False):
+        described = [", ".join(f"{k} = {v}" for k, v in dict(p).items()) or "default" for p in group.postprocess]
+        rows.append({"method": method, "chosen per seed": "; ".join(described)})
+    return pd.DataFrame(rows, columns=["method", "chosen per seed"])
 
 
 def budget_table(status: pd.DataFrame) -> pd.DataFrame:
