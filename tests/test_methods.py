@@ -191,7 +191,7 @@ def test_fit_samples_history_and_convergence_points():
 @pytest.mark.parametrize("name", TRAINABLE)
 def test_build_returns_the_declared_memory_format(name):
     method = get_method(name)
-    task = next(t for t in method.tasks if t != "sr") if any(t != "sr" for t in method.tasks) else "sr"
+    task = method.primary_task
     model = method.build("slim", in_channels=3 if method.sr_scale > 1 else 1, task=task)
     weights = [p for p in model.parameters() if p.ndim == 4 and p.shape[-1] * p.shape[-2] > 1 and p.shape[1] > 1]
     if not weights:  # depthwise / pointwise convolutions only: both layouts are the same memory
@@ -309,3 +309,9 @@ def test_prediction_maps_adds_the_foreground_as_mask_without_overwriting():
     assert set(method.prediction_maps(Prediction(foreground=fg, maps={"marker": fg}))) == {"mask", "marker"}
     own = np.zeros((4, 4), np.float32)
     assert method.prediction_maps(Prediction(foreground=fg, maps={"mask": own}))["mask"] is own
+
+
+def test_primary_task_skips_super_resolution():
+    assert get_method("unet").primary_task == "count"
+    assert get_method("mobilesr").primary_task == "sr"
+    assert get_method("mobilesr_tinyunet").primary_task == "mask"

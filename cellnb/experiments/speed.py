@@ -59,7 +59,7 @@ def measure(cfg: Mapping[str, Any], device: str = "cpu") -> pd.DataFrame:
     rows = []
     for name in methods(cfg):
         m = get_method(name)
-        task = next(t for t in m.tasks if t != "sr") if any(t != "sr" for t in m.tasks) else "sr"
+        task = m.primary_task
         shape = input_shape(name, cfg)
         variants = ["default", "channels_last"] + (["compile"] if compile_for is None or name in compile_for else [])
         table = train_speed(lambda: m.build("slim", in_channels=shape[1], task=task), shape, steps=int(cfg["steps"]),

@@ -181,6 +181,12 @@ class Method:
             return model.to(memory_format=torch.channels_last)
         return model
 
+    @property
+    def primary_task(self) -> str:
+        """The first of :attr:`tasks` that is not super-resolution (``"sr"`` for a pure SR method):
+        the task a method is built for when one network has to stand for it (speed, memory format)."""
+        return next((t for t in self.tasks if t != "sr"), "sr")
+
     # ----------------------------------------------------------------- hooks
     def build(self, size: str = "slim", in_channels: int = 1, task: str | None = None, **overrides: Any) -> nn.Module:
         raise NotImplementedError(f"method {self.name!r} has no network")
