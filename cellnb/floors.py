@@ -24,7 +24,7 @@ from scipy import ndimage
 
 __all__ = [
     "constant_count", "otsu_mask", "otsu_watershed", "distance_watershed", "bicubic",
-    "oracle_maps", "instance_scores", "instance_ceiling", "capped",
+    "oracle_maps", "instance_scores", "mean_instance_scores", "instance_ceiling", "capped",
 ]
 
 
@@ -147,6 +147,17 @@ def instance_scores(true_labels: np.ndarray, pred_labels: np.ndarray) -> dict[st
     }
 
 
+def mean_instance_scores(segment: Callable[[np.ndarray], np.ndarray],
+                         true_labels: Sequence[np.ndarray]) -> dict[str, float]:
+    """Mean AJI / AP@0.5 / Dice (:func:`instance_scores`) of ``segment(labels)`` against ``labels``
+    over the images. With ``segment`` = an instance step on the perfect maps of ``labels`` (e.g.
+    :meth:`cellnb.methods.base.Method.ceiling`) this is that step's ceiling."""
+    rows = [instance_scores(t, segment(t)) for t in true_labels]
+    if not rows:
+        raise ValueError("a ceiling needs at least one label image")
+    return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
+
+
 def instance_ceiling(postprocess: Callable[[Mapping[str, np.ndarray]], np.ndarray],
                      true_labels: Sequence[np.ndarray], erosion: int = 2) -> dict[str, float]:
     """Mean AJI / AP@0.5 / Dice of ``postprocess(oracle_maps(labels))`` over the images: the ceiling.
@@ -154,10 +165,7 @@ def instance_ceiling(postprocess: Callable[[Mapping[str, np.ndarray]], np.ndarra
     ``postprocess`` takes the dict of :func:`oracle_maps` (the same keys a method's probability maps
     have) and returns instance labels.
     """
-    rows = [instance_scores(t, postprocess(oracle_maps(t, erosion))) for t in true_labels]
-    if not rows:
-        raise ValueError("instance_ceiling needs at least one label image")
-    return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
+    return mean_instance_scores(lambda t: postprocess(oracle_maps(t, erosion)), true_labels)
 
 
 def capped(ceiling: float, scores: Sequence[float], slack: float = 0.05, useful: float = 0.5) -> bool:

@@ -89,17 +89,20 @@ def _two_touching_disks():
 def test_ceiling_postprocess_uses_each_methods_own_instance_step():
     labels = _two_touching_disks()
     post, how = exp.ceiling_postprocess(get_method("unet"))
-    assert how == "unet's own" and exp.instance_ceiling(post, [labels])["aji"] > 0.95
+    assert how == "unet's own" and floors.mean_instance_scores(post, [labels])["aji"] > 0.95
+    post, how = exp.ceiling_postprocess(get_method("u_se_resnet"), options={"marker_threshold": 0.7})
+    assert how == "u_se_resnet's own (marker_threshold 0.7, chosen on validation images)"
+    assert np.array_equal(post(labels), get_method("u_se_resnet").ceiling(labels, marker_threshold=0.7))
     # a method without an instance output: distance watershed of its (true) foreground
     class ForegroundOnly:
         name, tasks = "fg", ("mask",)
 
     post, how = exp.ceiling_postprocess(ForegroundOnly(), min_distance=3)
     assert how == "foreground + distance watershed"
-    assert exp.instance_ceiling(post, [labels]) == floors.instance_ceiling(
+    assert floors.mean_instance_scores(post, [labels]) == floors.instance_ceiling(
         lambda m: floors.distance_watershed(m["mask"], 3), [labels])
     with pytest.raises(ValueError, match="at least one"):
-        exp.instance_ceiling(post, [])
+        floors.mean_instance_scores(post, [])
 
 
 # ------------------------------------------------------------------------------ summaries

@@ -21,7 +21,7 @@ Tasks (keys used in metric names):
 
 Every trained model gets ``converged`` (its validation curve, :func:`cellnb.verdicts.converged`) and
 ``beats_floor`` (:func:`cellnb.verdicts.beats_floor` on per-image values); every instance
-post-processing gets its oracle ceiling (:func:`cellnb.floors.instance_ceiling`).
+post-processing gets its oracle ceiling (:meth:`cellnb.methods.base.Method.ceiling`, scored by :func:`cellnb.floors.mean_instance_scores`).
 """
 
 from __future__ import annotations
@@ -310,14 +310,6 @@ def ceiling_postprocess(method, min_distance: int = 3,
             f"{method.name}'s own" + (f" ({chosen}, chosen on validation images)" if chosen else ""))
 
 
-def instance_ceiling(post: Callable[[np.ndarray], np.ndarray], true_labels: Sequence[np.ndarray]) -> dict[str, float]:
-    """Mean AJI / AP@0.5 / Dice of ``post(labels)`` against ``labels`` over the images."""
-    if not len(true_labels):
-        raise ValueError("instance_ceiling needs at least one label image")
-    rows = [floors.instance_scores(t, post(t)) for t in true_labels]
-    return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
-
-
 # ---------------------------------------------------------------------------------- evaluation
 def count_rows(task: str, method: str, seed: int, predicted: Sequence[float], true: Sequence[float]) -> list[dict[str, Any]]:
     """Per-image rows: ``count``, ``true_count``, ``mae`` (absolute error)."""
@@ -408,7 +400,7 @@ def run_task(task: str, methods: Sequence[str | Sequence[str]], splits: Sequence
                 rows += instance_rows(task, label, seed, labels, [s["labels"] for s in te])
                 if label not in ceilings:
                     post, how = ceiling_postprocess(method, cfg["min_distance"], options)
-                    ceilings[label] = {**instance_ceiling(post, [s["labels"] for s in te]), "postprocess": how}
+                    ceilings[label] = {**floors.mean_instance_scores(post, [s["labels"] for s in te]), "postprocess": how}
             else:
                 rows += mask_rows(task, label, seed, [p.foreground for p in preds], [s["mask"] for s in te])
             if trained["history"] is not None or method.trainable:
@@ -422,7 +414,7 @@ def run_task(task: str, methods: Sequence[str | Sequence[str]], splits: Sequence
                 log(f"{task} {label} seed {seed}: {metric} {np.mean(vals):.3f} ({trained['train_s']:.1f} s)")
     if task == "nuclei" and rows:
         true = [s["labels"] for s in test_sets[0]]
-        ceilings[FLOOR] = {**instance_ceiling(lambda lab: floors.distance_watershed(lab > 0, cfg["min_distance"]), true),
+        ceilings[FLOOR] = {**floors.mean_instance_scores(lambda lab: floors.distance_watershed(lab > 0, cfg["min_distance"]), true),
                            "postprocess": "Otsu mask + distance watershed (the floor's)"}
     return {"rows": rows, "status": status, "skipped": skipped, "ceilings": ceilings, "models": models}
 

@@ -202,11 +202,12 @@ def ceiling(config: str, items: Sequence[Mapping[str, np.ndarray]], sigma: float
     from cellnb import floors
 
     keep = ("mask",) + tuple(h for h in heads_of(config) if h != "mask")
-    rows = []
-    for item in items:
-        maps = {k: v for k, v in oracle_inputs(item["labels"], sigma).items() if k in keep}
-        rows.append(floors.instance_scores(item["labels"], method().instances_from_maps(maps, **dict(post or {}))))
-    return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
+
+    def segment(labels: np.ndarray) -> np.ndarray:
+        maps = {k: v for k, v in oracle_inputs(labels, sigma).items() if k in keep}
+        return method().instances_from_maps(maps, **dict(post or {}))
+
+    return floors.mean_instance_scores(segment, [item["labels"] for item in items])
 
 
 def run_ablation(cfg: Mapping[str, Any], data: Mapping[str, Sequence[Mapping[str, np.ndarray]]], seed: int = 0,
