@@ -84,3 +84,21 @@ def settings_for(
     values = dict(table[profile])
     values.update({k: v for k, v in overrides.items() if v is not None})
     return Settings(values, profile)
+
+
+def start_chapter(name: str, table: Mapping[str, Mapping[str, Any]], *, profile: str, device: str = "auto",
+                  seed: int = 0, data_root: str | None = None, num_threads: int | None = None,
+                  **overrides: Any) -> tuple[Settings, str, Any]:
+    """The set-up of every chapter's first code cell, in one place: fix torch's CPU threads
+    (:func:`cellnb.utils.set_cpu_threads`), pick the profile's settings (:func:`settings_for` with
+    ``overrides``), resolve the device, seed every generator and open the chapter's
+    :class:`cellnb.results.Run`. Returns ``(cfg, dev, run)``: the settings, the device name
+    (``"cpu"``/``"cuda"``) and the run that collects the chapter's results."""
+    from cellnb import results, utils
+
+    utils.set_cpu_threads(num_threads, device)
+    cfg = settings_for(table, profile, **overrides)
+    dev = str(utils.select_device(device))
+    utils.seed_everything(seed)
+    run = results.Run(name, profile=profile, device=device, seed=seed, data_root=data_root, settings=cfg)
+    return cfg, dev, run

@@ -36,10 +36,7 @@ from cellnb import config, data, floors, report, results, sim2real, utils, verdi
 from cellnb.experiments import comparison as exp
 from cellnb.methods import get_method, list_methods
 
-cfg = config.settings_for(exp.SETTINGS, profile)
-utils.set_cpu_threads(num_threads, device)
-utils.seed_everything(seed)
-run = results.Run("comparison", profile=profile, device=device, seed=seed, data_root=data_root, settings=cfg)
+cfg, dev, run = config.start_chapter("comparison", exp.SETTINGS, profile=profile, device=device, seed=seed, data_root=data_root, num_threads=num_threads)
 seeds = [seed + i for i in range(cfg.n_seeds)]
 train_device = str(run.device)
 outcomes = {}  # task -> exp.run_task(...) result

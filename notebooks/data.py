@@ -34,9 +34,7 @@ from cellnb import config, data, report, results, targets, utils, viz
 from cellnb.data import stats
 from cellnb.experiments import data as exp
 
-cfg = config.settings_for(exp.SETTINGS, profile)
-utils.seed_everything(seed)
-run = results.Run("data", profile=profile, device=device, seed=seed, data_root=data_root, settings=cfg)
+cfg, dev, run = config.start_chapter("data", exp.SETTINGS, profile=profile, device=device, seed=seed, data_root=data_root)
 
 # %% tags=["remove-input"]
 report.banner(run)

@@ -55,11 +55,7 @@ import torch
 from cellnb import config, report, results, utils, verdicts
 from cellnb.experiments import elmgan as exp
 
-cfg = config.settings_for(exp.SETTINGS, profile)
-utils.set_cpu_threads(num_threads, device)
-utils.seed_everything(seed)
-run = results.Run("elmgan", profile=profile, device=device, seed=seed, data_root=data_root, settings=cfg)
-dev = str(run.device)
+cfg, dev, run = config.start_chapter("elmgan", exp.SETTINGS, profile=profile, device=device, seed=seed, data_root=data_root, num_threads=num_threads)
 method = exp.method()
 
 # %% tags=["remove-input"]

@@ -46,10 +46,7 @@ from cellnb.experiments import lowres_bloodcell as exp
 from cellnb.methods import get_method
 from cellnb.profile import count_params
 
-utils.set_cpu_threads(num_threads, device)
-cfg = config.settings_for(exp.SETTINGS, profile)
-utils.seed_everything(seed)
-run = results.Run("lowres_bloodcell", profile=profile, device=device, seed=seed, data_root=data_root, settings=cfg)
+cfg, dev, run = config.start_chapter("lowres_bloodcell", exp.SETTINGS, profile=profile, device=device, seed=seed, data_root=data_root, num_threads=num_threads)
 sr_method, seg_method = get_method("mobilesr"), get_method("tiny_unet")
 params = {"mobilesr": count_params(sr_method.build("paper")),
           "tiny_unet_paper": count_params(seg_method.build("paper")),

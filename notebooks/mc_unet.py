@@ -37,11 +37,7 @@ from cellnb.experiments import mc_unet as exp
 from cellnb.models import create_model
 from cellnb.profile import count_params
 
-utils.set_cpu_threads(num_threads, device)
-cfg = config.settings_for(exp.SETTINGS, profile)
-dev = str(utils.select_device(device))
-utils.seed_everything(seed)
-run = results.Run("mc_unet", profile=profile, device=device, seed=seed, data_root=data_root, settings=cfg)
+cfg, dev, run = config.start_chapter("mc_unet", exp.SETTINGS, profile=profile, device=device, seed=seed, data_root=data_root, num_threads=num_threads)
 method = exp.method()
 
 # %% tags=["remove-cell"]

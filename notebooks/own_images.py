@@ -45,10 +45,7 @@ import pandas as pd
 from cellnb import cli, config, report, results, utils
 from cellnb.experiments import own_images as exp
 
-utils.set_cpu_threads(num_threads)
-cfg = config.settings_for(exp.SETTINGS, profile)
-utils.seed_everything(seed)
-run = results.Run("own_images", profile=profile, device=device, seed=seed, data_root=data_root, settings=cfg)
+cfg, dev, run = config.start_chapter("own_images", exp.SETTINGS, profile=profile, device=device, seed=seed, data_root=data_root, num_threads=num_threads)
 os.environ.setdefault("CELLNB_PROGRESS", "0")
 work = utils.REPO_ROOT / "_build" / "own_images" / profile
 

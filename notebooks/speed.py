@@ -35,11 +35,7 @@ from IPython.display import Markdown, display
 from cellnb import config, report, results, utils, verdicts
 from cellnb.experiments import speed as exp
 
-utils.set_cpu_threads(num_threads, device)
-cfg = config.settings_for(exp.SETTINGS, profile)
-dev = str(utils.select_device(device))
-utils.seed_everything(seed)
-run = results.Run("speed", profile=profile, device=device, seed=seed, data_root=data_root, settings=cfg)
+cfg, dev, run = config.start_chapter("speed", exp.SETTINGS, profile=profile, device=device, seed=seed, data_root=data_root, num_threads=num_threads)
 
 # %% tags=["remove-cell"]
 table = exp.measure(cfg, device=dev)

@@ -36,11 +36,7 @@ from IPython.display import Markdown, display
 from cellnb import config, report, results, utils, viz
 from cellnb.experiments import ssrnet as exp
 
-utils.set_cpu_threads(num_threads, device)
-cfg = config.settings_for(exp.SETTINGS, profile, vgg_splits=vgg_splits)
-utils.seed_everything(seed)
-run = results.Run("ssrnet", profile=profile, device=device, seed=seed, data_root=data_root, settings=cfg)
-dev = str(run.device)
+cfg, dev, run = config.start_chapter("ssrnet", exp.SETTINGS, profile=profile, device=device, seed=seed, data_root=data_root, num_threads=num_threads, vgg_splits=vgg_splits)
 
 gen = exp.run_generated(cfg, seed, dev)
 vgg_dir = utils.real_dataset_dir(data_root, "vgg_cells")

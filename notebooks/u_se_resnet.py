@@ -33,10 +33,7 @@ from cellnb.experiments import u_se_resnet as exp
 from cellnb.losses.u_se_resnet import power_schedule
 from cellnb.methods import get_method
 
-cfg = config.settings_for(exp.SETTINGS, profile)
-utils.set_cpu_threads(num_threads, device)
-utils.seed_everything(seed)
-run = results.Run("u_se_resnet", profile=profile, device=device, seed=seed, data_root=data_root, settings=cfg)
+cfg, dev, run = config.start_chapter("u_se_resnet", exp.SETTINGS, profile=profile, device=device, seed=seed, data_root=data_root, num_threads=num_threads)
 work_dir = Path(cache_dir) if cache_dir else Path(tempfile.mkdtemp(prefix="cellnb_u_se_resnet_"))
 method = get_method("u_se_resnet")
 

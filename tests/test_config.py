@@ -36,3 +36,19 @@ def test_resolve_profile():
     assert PROFILES == ("smoke", "quick", "full")
     with pytest.raises(ValueError, match="unknown profile 'paper'"):
         resolve_profile("paper")
+
+
+def test_start_chapter_sets_up_settings_device_seed_and_run():
+    import torch
+
+    from cellnb import config
+
+    table = {"smoke": {"steps": 1}, "quick": {"steps": 5}, "full": {"steps": 50}}
+    cfg, dev, run = config.start_chapter("demo", table, profile="quick", device="cpu", seed=3, num_threads=1, steps=7)
+    assert cfg.steps == 7 and dev == "cpu" and torch.get_num_threads() == 1
+    assert run.name == "demo" and run.profile == "quick" and run.seed == 3
+    first = torch.rand(1)
+    config.start_chapter("demo", table, profile="quick", device="cpu", seed=3)
+    assert torch.equal(first, torch.rand(1))  # seeded the same way each time
+    with pytest.raises(ValueError, match="unknown profile"):
+        config.start_chapter("demo", table, profile="fast")
