@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cellnb import floors
+from cellnb import floors, verdicts
 from cellnb.experiments import comparison as exp
 from cellnb.methods import get_method
 
@@ -185,3 +185,14 @@ def test_chosen_postprocess_table_lists_each_seeds_choice():
     assert table.to_dict("records") == [{"method": "u_se_resnet",
                                          "chosen per seed": "marker_threshold = 0.7; marker_threshold = 0.5"}]
     assert exp.chosen_postprocess_table(pd.DataFrame({"method": ["unet"]})).empty
+
+
+def test_a_training_in_stages_converges_when_every_stage_does():
+    flat = [1.0, 0.6, 0.4, 0.3, 0.25, 0.22, 0.21, 0.2, 0.2, 0.2]
+    falling = [1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1]
+    staged = pd.DataFrame({"stage": ["sr"] * 10 + ["seg"] * 10, "val_loss": [v * 0.03 for v in flat] + flat})
+    assert exp.training_converged(staged)  # the whole curve would jump at the second stage's start
+    assert not verdicts.converged(staged["val_loss"].tolist())
+    assert not exp.training_converged(pd.DataFrame({"stage": ["sr"] * 10 + ["seg"] * 10, "val_loss": flat + falling}))
+    assert exp.training_converged(pd.DataFrame({"val_loss": flat}))
+    assert not exp.training_converged(None)

@@ -256,7 +256,8 @@ def train_method(name: str, task: str, train: Sequence[Mapping[str, Any]], val: 
     method = get_method(name)
     seed_everything(seed)
     if not method.trainable:
-        return {"model": None, "history": None, "val_curve": [], "train_s": 0.0, "steps_per_s": float("nan")}
+        return {"model": None, "history": None, "val_curve": [], "train_s": 0.0, "steps_per_s": float("nan"),
+                "converged": False}
     in_channels = int(method.normalize(train[0]["image"]).shape[0])
     model = method.build(cfg["size"], in_channels=in_channels, task=task)
     t0 = time.perf_counter()
@@ -265,7 +266,20 @@ def train_method(name: str, task: str, train: Sequence[Mapping[str, Any]], val: 
     train_s = time.perf_counter() - t0
     curve = [float(v) for v in history["val_loss"]] if history is not None and "val_loss" in history else []
     sps = float(history.attrs.get("steps_per_s", cfg["steps"] / max(train_s, 1e-9))) if history is not None else float("nan")
-    return {"model": model, "history": history, "val_curve": curve, "train_s": train_s, "steps_per_s": sps}
+    return {"model": model, "history": history, "val_curve": curve, "train_s": train_s, "steps_per_s": sps,
+            "converged": training_converged(history)}
+
+
+def training_converged(history: pd.DataFrame | None) -> bool:
+    """:func:`cellnb.verdicts.converged` of a training's validation curve; a training in stages (a
+    ``stage`` column, e.g. the MobileSR → TinyU-Net pipeline) has converged when every stage's own
+    curve has: the stages' losses are on different scales, and the curve of the whole would compare
+    the second stage's start with its end."""
+    if history is None or "val_loss" not in history:
+        return False
+    if "stage" not in history:
+        return verdicts.converged(history["val_loss"].tolist())
+    return all(verdicts.converged(g["val_loss"].tolist()) for _, g in history.groupby("stage", sort=False))
 
 
 def _prediction(method, model, image, task: str, device: str):
@@ -407,7 +421,7 @@ def run_task(task: str, methods: Sequence[str | Sequence[str]], splits: Sequence
                 b = budget(cfg, task, name)
                 chosen = {"postprocess": options} if options is not None else {}
                 status.append({"task": task, "method": label, "seed": seed, "val_curve": trained["val_curve"], **chosen,
-                               "converged": verdicts.converged(trained["val_curve"]), "train_s": trained["train_s"],
+                               "converged": trained["converged"], "train_s": trained["train_s"],
                                "steps_per_s": trained["steps_per_s"], **{k: b[k] for k in BUDGET_KEYS}})
             if log:
                 vals = [r[metric] for r in rows if r["method"] == label and r["seed"] == seed]
@@ -468,11 +482,13 @@ def learned_status(rows: pd.DataFrame, status: pd.DataFrame, task: str, method: 
     a, b, groups = paired(rows, task, method, FLOOR, metric)
     st = status[(status.task == task) & (status.method == method)]
     curves = st["val_curve"].tolist()
-    return {"converged": bool(len(curves)) and all(verdicts.converged(c) for c in curves),
+    # each training's own verdict (training_converged: stage by stage for a pipeline)
+    flags = [bool(f) for f in st["converged"]] if "converged" in st else [verdicts.converged(c) for c in curves]
+    return {"converged": bool(len(flags)) and all(flags),
             "beats_floor": bool(len(a)) and verdicts.beats_floor(a, b, better=better, groups=groups),
             "metric": metric, "value": float(np.mean(a)) if len(a) else float("nan"),
             "floor": float(np.mean(b)) if len(b) else float("nan"), "curve": curves[0] if curves else [],
-            "seeds_converged": int(sum(verdicts.converged(c) for c in curves)), "n_seeds": len(curves),
+            "seeds_converged": int(sum(flags)), "n_seeds": len(curves),
             "train_s": float(st["train_s"].mean()) if len(st) else 0.0,
             "steps_per_s": float(st["steps_per_s"].mean()) if len(st) else float("nan")}
 
