@@ -92,8 +92,8 @@ def start_chapter(name: str, table: Mapping[str, Mapping[str, Any]], *, profile:
     """The set-up of every chapter's first code cell, in one place: fix torch's CPU threads
     (:func:`cellnb.utils.set_cpu_threads`), pick the profile's settings (:func:`settings_for` with
     ``overrides``), resolve the device, seed every generator and open the chapter's
-    :class:`cellnb.results.Run`. Returns ``(cfg, dev, run)``: the settings, the device name
-    (``"cpu"``/``"cuda"``) and the run that collects the chapter's results."""
+    :class:`cellnb.results.Run`. Returns ``(cfg, dev, run)``: the settings, the resolved device
+    as a string (``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...) and the run that collects the chapter's results."""
     from cellnb import results, utils
 
     utils.set_cpu_threads(num_threads, device)

@@ -102,7 +102,8 @@ def evaluate(method_name: str, *, seeds: Sequence[int] = (0, 1, 2), size: str = 
     ``method.postprocess_options`` with the best AJI on that route's own validation images
     (:meth:`cellnb.methods.base.Method.choose_postprocess`): the held-out generated images for
     ``generated``, the held-out strip of frames 0–4 for ``real`` and ``generated+real``; the
-    choices are returned under ``postprocess`` ({(scenario, seed): settings}).
+    choices are returned under ``postprocess`` ({(scenario, seed): settings}), and the ceiling is
+    the best of those settings on the perfect maps (without tuning: the default instance step's).
 
     ``steps``: optimiser steps of each training from scratch (``generated``, ``real``);
     ``finetune_steps`` (default ``steps // 2``) of the real fine-tuning in ``generated+real``, with
@@ -135,7 +136,12 @@ def evaluate(method_name: str, *, seeds: Sequence[int] = (0, 1, 2), size: str = 
 
     floor_rows = _scores(test_true, [floors.otsu_watershed(s["image"]) for s in split["test"]])
     floor = pd.DataFrame([{"frame": f, **r} for f, r in zip(TEST_FRAMES, floor_rows)])
-    ceil_rows = _scores(test_true, [method.ceiling(t) for t in test_true])
+    # instance-step settings (predict's own tiling keywords are not the instance step's)
+    step_kwargs = {k: v for k, v in predict_kwargs.items() if k not in ("tile", "overlap")}
+    options = [{**step_kwargs, **o} for o in method.postprocess_options("instances")] if tune_postprocess else [step_kwargs]
+    # the ceiling bounds whichever setting a route chooses: the best of them on the perfect maps
+    ceil_rows = max((_scores(test_true, [method.ceiling(t, **o) for t in test_true]) for o in options),
+                    key=lambda rows_: float(np.mean([r["aji"] for r in rows_])))
     ceiling_frames = pd.DataFrame([{"frame": f, **r} for f, r in zip(TEST_FRAMES, ceil_rows)])
 
     rows, histories, speeds = [], {}, {s: [] for s in scenarios}
@@ -151,10 +157,10 @@ def evaluate(method_name: str, *, seeds: Sequence[int] = (0, 1, 2), size: str = 
         if not tune_postprocess:
             return lambda p: p.labels
         val_preds = [method.predict(model, s["image"], "instances", device=device, **predict_kwargs) for s in val_s]
-        options = method.choose_postprocess([method.prediction_maps(p) for p in val_preds], [s["labels"] for s in val_s],
-                                            task="instances")
-        chosen[(scenario, int(seed))] = options
-        return lambda p: method.instances_from_maps(method.prediction_maps(p), **{**predict_kwargs, **options})
+        choice = method.choose_postprocess([method.prediction_maps(p) for p in val_preds], [s["labels"] for s in val_s],
+                                           options=options)
+        chosen[(scenario, int(seed))] = choice
+        return lambda p: method.instances_from_maps(method.prediction_maps(p), **choice)
 
     def score(model, scenario, seed, val_s):
         labels_of = instance_step(model, val_s, scenario, seed)

@@ -263,8 +263,10 @@ if len(chosen):
 # only, from the generator matched to this set; (b) on the real frames 0–4 only; (c) (a) fine-tuned on
 # frames 0–4; all with one budget and tested on frames 5–9. The frames are one field minutes apart
 # and so correlated: the split is by time, and validation is a strip of frames 0–4
-# (`cellnb.sim2real`). The floor is Otsu + distance watershed on the same frames; the ceiling is each
-# method's post-processing on the true maps.
+# (`cellnb.sim2real`). Each model chooses its instance step's open settings on its route's validation
+# images (generated ones for route (a), the strip of frames 0–4 otherwise). The floor is Otsu + distance
+# watershed on the same frames; the ceiling is the best of each method's instance-step settings on the
+# true maps.
 
 # %% tags=["remove-cell"]
 real = exp.sim_to_real(cfg, seeds, device=train_device)

@@ -247,8 +247,9 @@ if "mc_unet" in first:
 # (`cellnb.data.nuclei(regime="hoechst")`); (b) on the real frames 0–4 only, with the same augmentation;
 # (c) the model of (a) fine-tuned on frames 0–4. All are tested on frames 5–9. The frames are one
 # field minutes apart, so they are correlated: the split is by time, and validation uses a strip of
-# frames 0–4, never a test frame (`cellnb.sim2real`). The floor is Otsu + distance watershed on the
-# same frames; the ceiling is MC-Unet's post-processing on the true maps.
+# frames 0–4, never a test frame (`cellnb.sim2real`). As on generated nuclei, each model chooses how
+# to seed its instances on its route's validation images. The floor is Otsu + distance watershed on the
+# same frames; the ceiling is the best of those ways of seeding on the true maps.
 
 # %% tags=["remove-cell"]
 real = exp.sim_to_real(cfg, seed=seed, device=dev)

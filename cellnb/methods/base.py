@@ -251,7 +251,7 @@ class Method:
         """The option of ``options`` (default :meth:`postprocess_options`) whose instances
         (:meth:`instances_from_maps` of each image's ``maps``) have the best mean ``metric``
         (a key of :func:`cellnb.floors.instance_scores`) against the true ``labels``. Pass
-        validation images, never test ones. A tie keeps the earlier option, so the default wins
+        validation images, never test ones. A tie keeps the earlier option: the first one wins
         unless another is strictly better."""
         from cellnb import floors
 
