@@ -14,6 +14,7 @@ import pytest
 import tifffile
 
 from cellnb import cli, data, userdata
+from cellnb.methods import get_method
 
 
 @pytest.fixture(scope="module")
@@ -88,6 +89,8 @@ def test_instance_model_train_predict_export(folders, tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     card = json.loads((model / "model_card.json").read_text())
     assert card["validation"]["metric"] == "ap50" and 0 <= card["validation"]["floor"] <= 1
+    # the instance step's seed threshold, chosen on the validation images, travels with the model
+    assert card["postprocess"] in get_method("unet").postprocess_options("instances")
     out = tmp_path / "pred"
     r = run("cellnb.predict", "--model", str(model), "--images", str(root / "nuclei_images" / "*.png"), "--out", str(out))
     assert r.returncode == 0, r.stderr[-3000:]
@@ -189,3 +192,18 @@ def test_channel_and_dot_colour(tmp_path):
     io.imsave(tmp_path / "dots.png", dots, check_contrast=False)
     assert userdata.points_from_dot_image(tmp_path / "dots.png").tolist() == [[1, 2], [4, 5]]
     assert userdata.points_from_dot_image(tmp_path / "dots.png", colour=(255, 0, 0)).tolist() == [[1, 2]]
+
+
+def test_instance_labels_use_the_cards_settings_or_the_methods_defaults():
+    from cellnb.methods import Prediction
+
+    method = get_method("unet")
+    yy, xx = np.mgrid[:30, :50]
+    interior = (((yy - 15) ** 2 + (xx - 14) ** 2 <= 36) | ((yy - 15) ** 2 + (xx - 34) ** 2 <= 36)).astype(np.float32)
+    interior[14:17, 14:35] = np.maximum(interior[14:17, 14:35], 0.75)  # a faint bridge: one seed at 0.7, two at 0.8
+    maps = {"interior": interior, "mask": np.clip(interior * 1.2, 0, 1), "boundary": np.zeros_like(interior)}
+    pred = Prediction(foreground=maps["mask"], labels=method.instances_from_maps(maps), maps=maps)
+    assert cli.instance_labels(method, pred, {}) is pred.labels
+    assert cli.instance_labels(method, pred, None) is pred.labels
+    assert len(np.unique(cli.instance_labels(method, pred, {"seed_threshold": 0.8}))) - 1 == 2
+    assert len(np.unique(pred.labels)) - 1 == 1
