@@ -114,27 +114,11 @@ def _in_channels(samples: Sequence[Mapping[str, Any]]) -> int:
     return 1 if samples[0]["image"].ndim == 2 else int(samples[0]["image"].shape[-1])
 
 
-def choose_instance_step(method, model, val: Sequence[Mapping[str, Any]], device: str = "cpu") -> dict[str, Any]:
-    """The settings of the method's instance step with the best AJI on the validation images
-    (:meth:`cellnb.methods.base.Method.choose_postprocess`; ``{}`` for a method with nothing to choose)."""
-    preds = [method.predict(model, s["image"], "instances", device=device) for s in val]
-    return method.choose_postprocess([method.prediction_maps(p) for p in preds], [s["labels"] for s in val],
-                                     task="instances")
-
-
-def instance_labels(method, prediction, post: Mapping[str, Any] | None) -> np.ndarray:
-    """The instances of one prediction with the card's chosen instance-step settings (``post``), or the
-    method's default ones when there are none."""
-    if not post:
-        return prediction.labels
-    return method.instances_from_maps(method.prediction_maps(prediction), **dict(post))
-
-
 def validation_metrics(method, model, task: str, train: Sequence[Mapping[str, Any]], val: Sequence[Mapping[str, Any]],
                        device: str = "cpu", post: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The model's validation metric per image next to its floor (constant mean count; Otsu + watershed;
     Otsu), with ``beats_floor`` from :func:`cellnb.verdicts.beats_floor`. ``post``: the instance-step
-    settings to score instances with (see :func:`choose_instance_step`)."""
+    settings to score instances with (see :meth:`cellnb.methods.base.Method.tune_postprocess`)."""
     from cellnb import floors
     from cellnb.metrics import dice
     from cellnb.verdicts import beats_floor
@@ -148,7 +132,7 @@ def validation_metrics(method, model, task: str, train: Sequence[Mapping[str, An
                 "floor_name": "constant training-mean count",
                 "beats_floor": beats_floor(model_err, floor_err, better="lower"), "n_images": len(val)}
     if task == "instances":
-        model_ap = np.array([floors.instance_scores(s["labels"], instance_labels(method, p, post))["ap50"]
+        model_ap = np.array([floors.instance_scores(s["labels"], method.instances_with(p, post))["ap50"]
                              for s, p in zip(val, preds)])
         floor_ap = np.array([floors.instance_scores(s["labels"], floors.otsu_watershed(s["image"]))["ap50"] for s in val])
         return {"metric": "ap50", "value": float(model_ap.mean()), "floor": float(floor_ap.mean()),
@@ -297,7 +281,7 @@ def _train(args: argparse.Namespace) -> int:
     model.eval()
     # the instance step's open settings (e.g. U-SE-ResNet's marker threshold) are chosen on the validation
     # images; the validation score below is then measured on the images it was chosen on (slightly optimistic)
-    post = choose_instance_step(method, model, val, device=device) if args.task == "instances" else {}
+    post = method.tune_postprocess(model, val, device=device) if args.task == "instances" else {}
     metrics = validation_metrics(method, model, args.task, train, val, device=device, post=post)
     conv = convergence_report(history["val_loss"].tolist()) if "val_loss" in history else {"converged": False}
     card = {
@@ -401,7 +385,7 @@ def _predict(args: argparse.Namespace) -> int:
                 continue
             pred = method.predict(model, image, task, device=device, tile=args.tile)
             stem = path.stem
-            labels = instance_labels(method, pred, card.get("postprocess")) if task == "instances" else pred.labels
+            labels = method.instances_with(pred, card.get("postprocess")) if task == "instances" else pred.labels
             points = None
             if task == "count":
                 count = float(pred.count)

@@ -156,11 +156,9 @@ def evaluate(method_name: str, *, seeds: Sequence[int] = (0, 1, 2), size: str = 
     def instance_step(model, val_s, scenario, seed) -> Callable[[Any], np.ndarray]:
         if not tune_postprocess:
             return lambda p: p.labels
-        val_preds = [method.predict(model, s["image"], "instances", device=device, **predict_kwargs) for s in val_s]
-        choice = method.choose_postprocess([method.prediction_maps(p) for p in val_preds], [s["labels"] for s in val_s],
-                                           options=options)
+        choice = method.tune_postprocess(model, val_s, device=device, options=options, **predict_kwargs)
         chosen[(scenario, int(seed))] = choice
-        return lambda p: method.instances_from_maps(method.prediction_maps(p), **choice)
+        return lambda p: method.instances_with(p, choice)
 
     def score(model, scenario, seed, val_s):
         labels_of = instance_step(model, val_s, scenario, seed)

@@ -193,17 +193,3 @@ def test_channel_and_dot_colour(tmp_path):
     assert userdata.points_from_dot_image(tmp_path / "dots.png").tolist() == [[1, 2], [4, 5]]
     assert userdata.points_from_dot_image(tmp_path / "dots.png", colour=(255, 0, 0)).tolist() == [[1, 2]]
 
-
-def test_instance_labels_use_the_cards_settings_or_the_methods_defaults():
-    from cellnb.methods import Prediction
-
-    method = get_method("unet")
-    yy, xx = np.mgrid[:30, :50]
-    interior = (((yy - 15) ** 2 + (xx - 14) ** 2 <= 36) | ((yy - 15) ** 2 + (xx - 34) ** 2 <= 36)).astype(np.float32)
-    interior[14:17, 14:35] = np.maximum(interior[14:17, 14:35], 0.75)  # a faint bridge: one seed at 0.7, two at 0.8
-    maps = {"interior": interior, "mask": np.clip(interior * 1.2, 0, 1), "boundary": np.zeros_like(interior)}
-    pred = Prediction(foreground=maps["mask"], labels=method.instances_from_maps(maps), maps=maps)
-    assert cli.instance_labels(method, pred, {}) is pred.labels
-    assert cli.instance_labels(method, pred, None) is pred.labels
-    assert len(np.unique(cli.instance_labels(method, pred, {"seed_threshold": 0.8}))) - 1 == 2
-    assert len(np.unique(pred.labels)) - 1 == 1

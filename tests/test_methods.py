@@ -315,3 +315,26 @@ def test_primary_task_skips_super_resolution():
     assert get_method("unet").primary_task == "count"
     assert get_method("mobilesr").primary_task == "sr"
     assert get_method("mobilesr_tinyunet").primary_task == "mask"
+
+
+def test_instances_with_uses_the_given_settings_or_the_methods_defaults():
+    method = get_method("unet")
+    yy, xx = np.mgrid[:30, :50]
+    interior = (((yy - 15) ** 2 + (xx - 14) ** 2 <= 36) | ((yy - 15) ** 2 + (xx - 34) ** 2 <= 36)).astype(np.float32)
+    interior[14:17, 14:35] = np.maximum(interior[14:17, 14:35], 0.75)  # a faint bridge: one seed at 0.7, two at 0.8
+    maps = {"interior": interior, "mask": np.clip(interior * 1.2, 0, 1), "boundary": np.zeros_like(interior)}
+    pred = Prediction(foreground=maps["mask"], labels=method.instances_from_maps(maps), maps=maps)
+    assert method.instances_with(pred, {}) is pred.labels
+    assert method.instances_with(pred, None) is pred.labels
+    assert len(np.unique(method.instances_with(pred, {"seed_threshold": 0.8}))) - 1 == 2
+    assert len(np.unique(pred.labels)) - 1 == 1
+
+
+def test_tune_postprocess_chooses_on_the_models_predictions_of_the_given_samples():
+    method = get_method("u_se_resnet")
+    _, model, _ = _model("u_se_resnet", "instances")
+    samples = [{"image": _disks(64, seed=s).astype(np.float32), "labels": _disks(64, seed=s)} for s in (4, 5)]
+    choice = method.tune_postprocess(model, samples)
+    assert choice in method.postprocess_options("instances")
+    preds = [method.predict(model, s["image"], "instances") for s in samples]
+    assert choice == method.choose_postprocess([method.prediction_maps(p) for p in preds], [s["labels"] for s in samples])

@@ -291,21 +291,13 @@ def foreground_watershed(foreground: np.ndarray, min_distance: int = 3) -> np.nd
     return floors.distance_watershed(np.asarray(foreground) > 0.5, min_distance=min_distance)
 
 
-def choose_instance_step(method, model, val: Sequence[Mapping[str, Any]], device: str = "cpu") -> dict[str, Any]:
-    """The settings of ``method``'s instance step with the best AJI on the validation images ``val``
-    (:meth:`cellnb.methods.base.Method.choose_postprocess` over its ``postprocess_options``), as each
-    method's chapter would tune it; the test images are never used."""
-    preds = [method.predict(model, s["image"], "instances", device=device) for s in val]
-    return method.choose_postprocess([method.prediction_maps(p) for p in preds], [s["labels"] for s in val],
-                                     task="instances")
-
-
 def instance_labels(method, prediction, options: Mapping[str, Any] | None, min_distance: int = 3) -> np.ndarray:
-    """Instances of one prediction: the method's own instance step with the chosen ``options``, or,
-    for a method that predicts only a foreground (``options`` None), :func:`foreground_watershed`."""
+    """Instances of one prediction: the method's own instance step with the chosen ``options``
+    (:meth:`cellnb.methods.base.Method.instances_with`), or, for a method that predicts only a
+    foreground (``options`` None), :func:`foreground_watershed`."""
     if options is None or prediction.labels is None:
         return foreground_watershed(prediction.foreground, min_distance)
-    return method.instances_from_maps(method.prediction_maps(prediction), **options)
+    return method.instances_with(prediction, options)
 
 
 def ceiling_postprocess(method, min_distance: int = 3,
@@ -409,7 +401,8 @@ def run_task(task: str, methods: Sequence[str | Sequence[str]], splits: Sequence
             if task.startswith("count"):
                 rows += count_rows(task, label, seed, [p.count for p in preds], [len(s["points"]) for s in te])
             elif task == "nuclei":
-                options = choose_instance_step(method, model, va, device) if mtask == "instances" else None
+                # the instance step's open settings, chosen on the validation images (never the test ones)
+                options = method.tune_postprocess(model, va, device=device) if mtask == "instances" else None
                 labels = [instance_labels(method, p, options, cfg["min_distance"]) for p in preds]
                 rows += instance_rows(task, label, seed, labels, [s["labels"] for s in te])
                 # the ceiling bounds every seed's instance step: the highest over the settings the seeds chose

@@ -271,6 +271,22 @@ class Method:
                 best, choice = value, option
         return dict(choice)
 
+    def tune_postprocess(self, model: nn.Module, samples: list[Mapping[str, Any]], *, device: str | torch.device = "cpu",
+                         options: list[dict[str, Any]] | None = None, **predict_kwargs: Any) -> dict[str, Any]:
+        """:meth:`choose_postprocess` on ``model``'s predictions of annotated ``samples`` (``image``,
+        ``labels``: validation images, never test ones); ``predict_kwargs`` go to :meth:`predict`."""
+        preds = [self.predict(model, s["image"], "instances", device=device, **predict_kwargs) for s in samples]
+        return self.choose_postprocess([self.prediction_maps(p) for p in preds], [s["labels"] for s in samples],
+                                       options=options, task="instances")
+
+    def instances_with(self, prediction: Prediction, settings: Mapping[str, Any] | None = None) -> np.ndarray:
+        """The instances of ``prediction`` with the instance-step ``settings`` (e.g. those of
+        :meth:`tune_postprocess`): :meth:`instances_from_maps` of its maps, or its own ``labels``
+        (the method's defaults) when there are no settings."""
+        if not settings:
+            return prediction.labels
+        return self.instances_from_maps(self.prediction_maps(prediction), **dict(settings))
+
     def train(self, model: nn.Module, train_samples: list[Mapping[str, np.ndarray]],
               val_samples: list[Mapping[str, np.ndarray]], task: str, *, steps: int, batch_size: int = 8,
               crop: int | None = 96, lr: float = 1e-3, seed: int = 0, device: str | torch.device = "cpu",
