@@ -331,14 +331,13 @@ def train_speed(model_fn: Callable[[], nn.Module], input_shape: Shape, *, steps:
     for v in variants:
         torch.manual_seed(seed)
         model = model_fn().to(dev).train()
-        xv = x
         if v == "channels_last":
             model = model.to(memory_format=torch.channels_last)
         elif v == "default":
             model = model.to(memory_format=torch.contiguous_format)
         net = torch.compile(model) if v == "compile" else model
         opt = torch.optim.Adam(model.parameters(), lr=1e-4)
-        state[v] = {"net": net, "x": xv, "opt": opt, "blocks": [], "note": "", "warmup_s": float("nan")}
+        state[v] = {"net": net, "x": x, "opt": opt, "blocks": [], "note": "", "warmup_s": float("nan")}
 
     def step(s: Mapping[str, Any]) -> None:
         s["opt"].zero_grad(set_to_none=True)

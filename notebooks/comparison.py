@@ -38,7 +38,6 @@ from cellnb.methods import get_method, list_methods
 
 cfg, dev, run = config.start_chapter("comparison", exp.SETTINGS, profile=profile, device=device, seed=seed, data_root=data_root, num_threads=num_threads)
 seeds = [seed + i for i in range(cfg.n_seeds)]
-train_device = str(run.device)
 outcomes = {}  # task -> exp.run_task(...) result
 
 # %% tags=["remove-input"]
@@ -132,25 +131,25 @@ vgg_dir = utils.real_dataset_dir(data_root, "vgg_cells")
 mbm_dir = utils.real_dataset_dir(data_root, "mbm")
 if cfg.generated_count == "always" or (vgg_dir is None and mbm_dir is None):
     outcomes["count_gen"] = exp.run_task("count_gen", cfg.count_methods, [exp.split_val(gen_train, cfg.val_fraction)] * len(seeds),
-                                         [gen_test] * len(seeds), cfg, seeds, device=train_device)
+                                         [gen_test] * len(seeds), cfg, seeds, device=dev)
 if vgg_dir is not None:
     vgg = exp.real_count_samples(data.load_dot_dataset(vgg_dir, kind="vgg"), "vgg", cfg.vgg_scale)
     vsplits = data.vgg_splits(cfg.real_n_train, n_splits=len(seeds), seed=seed)
     outcomes["count_vgg"] = exp.run_task(
         "count_vgg", cfg.count_methods,
         [exp.split_val([vgg[i] for i in s["train"]], cfg.val_fraction) for s in vsplits],
-        [[vgg[i] for i in s["test"][: cfg.real_n_test]] for s in vsplits], cfg, seeds, device=train_device)
+        [[vgg[i] for i in s["test"][: cfg.real_n_test]] for s in vsplits], cfg, seeds, device=dev)
 if mbm_dir is not None:
     mbm = exp.real_count_samples(data.load_dot_dataset(mbm_dir, kind="mbm"), "mbm", cfg.mbm_scale)
     msplits = [data.mbm_split(seed=s, n_train=cfg.mbm_n_train) for s in seeds]
     outcomes["count_mbm"] = exp.run_task(
         "count_mbm", cfg.count_methods,
         [exp.split_val([mbm[i] for i in s["train"]], cfg.val_fraction) for s in msplits],
-        [[mbm[i] for i in s["test"][: cfg.mbm_n_test]] for s in msplits], cfg, seeds, device=train_device)
+        [[mbm[i] for i in s["test"][: cfg.mbm_n_test]] for s in msplits], cfg, seeds, device=dev)
 outcomes["nuclei"] = exp.run_task("nuclei", cfg.nuclei_methods, [exp.split_val(nuc_train, cfg.val_fraction)] * len(seeds),
-                                  [nuc_test] * len(seeds), cfg, seeds, device=train_device)
+                                  [nuc_test] * len(seeds), cfg, seeds, device=dev)
 outcomes["blood"] = exp.run_task("blood", cfg.blood_methods, [exp.split_val(blood_train, cfg.val_fraction)] * len(seeds),
-                                 [blood_test] * len(seeds), cfg, seeds, device=train_device)
+                                 [blood_test] * len(seeds), cfg, seeds, device=dev)
 
 # %% tags=["remove-cell"]
 all_rows = pd.DataFrame([r for o in outcomes.values() for r in o["rows"]])
@@ -269,7 +268,7 @@ if len(chosen):
 # true maps.
 
 # %% tags=["remove-cell"]
-real = exp.sim_to_real(cfg, seeds, device=train_device)
+real = exp.sim_to_real(cfg, seeds, device=dev)
 real_found = {name: sim2real.record(run, r, prefix=f"real_{name}", label=name) for name, r in real.items()}
 
 # %% tags=["remove-input"]
