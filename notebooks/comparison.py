@@ -273,8 +273,8 @@ real_found = {name: sim2real.record(run, r, prefix=f"real_{name}", label=name) f
 
 # %% tags=["remove-input"]
 if real:
-    report.show_table(sim2real.table(real), caption="Real frames 5–9: mean [95 % interval] over seeds then frames; each method's ceiling is its "
-                      "post-processing on the true maps")
+    report.show_table(sim2real.table(real), caption="Real frames 5–9: mean [95 % interval] over seeds then frames; each method's ceiling is the "
+                      "best of its instance-step settings on the true maps")
     fig = sim2real.plot_curves(real)
     plt.show()
     best = max(((name, sc) for name in real for sc in sim2real.SCENARIO_TAGS),
