@@ -338,3 +338,18 @@ def test_tune_postprocess_chooses_on_the_models_predictions_of_the_given_samples
     assert choice in method.postprocess_options("instances")
     preds = [method.predict(model, s["image"], "instances") for s in samples]
     assert choice == method.choose_postprocess([method.prediction_maps(p) for p in preds], [s["labels"] for s in samples])
+
+
+def test_unet_chooses_a_higher_foreground_threshold_when_its_background_is_uncalibrated():
+    method = get_method("unet")
+    labels = np.zeros((40, 60), np.int32)
+    yy, xx = np.mgrid[:40, :60]
+    labels[(yy - 20) ** 2 + (xx - 15) ** 2 <= 49] = 1
+    labels[(yy - 20) ** 2 + (xx - 42) ** 2 <= 49] = 2
+    interior = (labels > 0).astype(np.float32) * 0.95
+    mask = np.where(labels > 0, 1.0, 0.6).astype(np.float32)  # background probability 0.4 everywhere
+    maps = {"interior": interior, "mask": mask, "boundary": np.zeros_like(interior)}
+    assert method.instances_from_maps(maps).astype(bool).mean() > 0.9  # the default floods the image
+    choice = method.choose_postprocess([maps], [labels], task="instances")
+    assert choice == {"threshold": 0.7, "seed_threshold": 0.7}
+    assert (method.instances_from_maps(maps, **choice) > 0).sum() == (labels > 0).sum()
