@@ -196,3 +196,20 @@ def test_a_training_in_stages_converges_when_every_stage_does():
     assert not exp.training_converged(pd.DataFrame({"stage": ["sr"] * 10 + ["seg"] * 10, "val_loss": flat + falling}))
     assert exp.training_converged(pd.DataFrame({"val_loss": flat}))
     assert not exp.training_converged(None)
+
+
+def test_a_low_resolution_blood_method_is_held_to_otsu_on_its_own_bicubic_input():
+    cfg = {**exp.SETTINGS["smoke"], "steps": 2}
+    train = exp.blood_samples(3, 0, 128, 64)
+    test = exp.blood_samples(2, 100, 128, 64)
+    out = exp.run_task("blood", [["mobilesr_tinyunet", "lr"], ["tiny_unet", "hr"]], [exp.split_val(train, 0.2)], [test], cfg, [0])
+    rows, status = pd.DataFrame(out["rows"]), pd.DataFrame(out["status"])
+    assert set(rows.method) == {exp.FLOOR, exp.FLOOR_BICUBIC, "mobilesr_tinyunet", "tiny_unet"}
+    assert dict(zip(status.method, status.floor)) == {"mobilesr_tinyunet": exp.FLOOR_BICUBIC, "tiny_unet": exp.FLOOR}
+    from cellnb import floors
+    bicubic = [floors.otsu_mask(s["bicubic"], sigma=1.0, bright_foreground=False) for s in test]
+    expected = [exp.mask_rows("blood", "x", 0, [m], [s["mask"]])[0]["dice"] for m, s in zip(bicubic, test)]
+    assert rows[rows.method == exp.FLOOR_BICUBIC]["dice"].tolist() == pytest.approx(expected)
+    st = exp.learned_status(rows, status, "blood", "mobilesr_tinyunet")
+    assert st["floor_label"] == exp.FLOOR_BICUBIC and st["floor"] == pytest.approx(np.mean(expected))
+    assert exp.learned_status(rows, status, "blood", "tiny_unet")["floor_label"] == exp.FLOOR
