@@ -36,6 +36,7 @@ from cellnb.methods.lowres_bloodcell import (SCALE, PairedPatches, SRSegPipeline
                                              predict_batches, predict_masks, resize_labels, split_seeds,
                                              super_resolve_batch)
 from cellnb.losses.lowres_bloodcell import joint_loss
+from cellnb.utils import seed_everything
 
 NAME = "lowres_bloodcell"
 INPUT_KINDS = ("bicubic", "sr", "hr")
@@ -230,6 +231,7 @@ def run_pipeline(cfg: Mapping[str, Any], device="cpu", seed: int = 0, cache_dir:
     for s in range(int(cfg["n_seeds"])):
         train_seed = seed * 1000 + s
         t0 = time.perf_counter()
+        seed_everything(train_seed)  # initial weights from the seed, not from what trained before
         sr_model = sr_method.build("slim")
         hist = sr_method.train(sr_model, _samples(splits["train"]["hr"], splits["train"]),
                                _samples(splits["val"]["hr"], splits["val"]), steps=int(cfg["sr_steps"]),
@@ -256,6 +258,7 @@ def run_pipeline(cfg: Mapping[str, Any], device="cpu", seed: int = 0, cache_dir:
         t0 = time.perf_counter()
         for name in seg_configs(cfg, s):
             kind, loss, _ = SEG_MODELS[name]
+            seed_everything(train_seed + 17)
             model = seg_method.build(cfg["seg_size"])
             hist = seg_method.train(model, _samples(inputs[kind]["train"], splits["train"]),
                                     _samples(inputs[kind]["val"], splits["val"]), steps=int(cfg["seg_steps"]),

@@ -32,6 +32,7 @@ import torch
 
 from cellnb import floors
 from cellnb.methods import get_method
+from cellnb.utils import seed_everything
 from cellnb.methods.u_se_resnet import normalize_percentile  # noqa: F401  (re-exported for the notebook)
 
 NAME = "u_se_resnet"
@@ -249,7 +250,8 @@ def run_experiment(cfg: Mapping[str, Any], seed: int, device: torch.device, cach
     erosions = [E] + sorted({2, *cfg["ablation_erosions"]} - {E})
 
     def train(v: Variant, train_items, val_items, steps, batch, model=None, lr=None):
-        if model is None:
+        if model is None:  # the initial weights from the variant's seed, not from whatever trained before
+            seed_everything(v.seed)
             model = method.build(cfg["size"])
         hist = method.train(model, train_items, val_items, "instances", steps=int(steps), batch_size=int(batch),
                             crop=int(cfg["crop"]), lr=float(lr or cfg["lr"]), seed=v.seed, device=device, loss=v.loss,
