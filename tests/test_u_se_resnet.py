@@ -305,3 +305,18 @@ def test_settings_share_keys_and_smoke_is_small():
         cfg = config.settings_for(exp.SETTINGS, profile)
         assert cfg["crop"] % 32 == 0 and cfg["n_evals"] >= 8
     assert config.settings_for(exp.SETTINGS, "quick")["n_seeds"] >= 3
+
+
+def test_no_instance_models_names_the_models_without_instances_and_why():
+    from cellnb.experiments import u_se_resnet as exp
+
+    models = {"real_real_only_s2": {"variant": "real_only", "seed": 2, "n_instances": 0, "marker_max": 0.48,
+                                    "mask_fraction": 0.07},
+              "real_finetuned_s2": {"variant": "finetuned", "seed": 2, "n_instances": 390, "marker_max": 0.98,
+                                    "mask_fraction": 0.08},
+              "real_generated_only_s1": {"variant": "generated_only", "seed": 1, "n_instances": 0, "marker_max": 0.7,
+                                         "mask_fraction": 0.0},
+              "ctc_baseline_s0": {"variant": "baseline", "seed": 0}}  # no count recorded: not listed
+    found = exp.no_instance_models(models)
+    assert [e["model"] for e in found] == ["real_real_only_s2", "real_generated_only_s1"]
+    assert [e["markers_below_threshold"] for e in found] == [True, False]

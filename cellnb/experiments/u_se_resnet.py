@@ -326,6 +326,12 @@ def run_experiment(cfg: Mapping[str, Any], seed: int, device: torch.device, cach
                           ("dense_nuclei_model", nuclei_models[s])]
             for name, model in candidates:
                 preds = _predict_all(method, model, real["test"], min_sizes["real"], device)
+                key = Variant("real", name, s).model_name
+                if key in res.models:  # what the instance step had to work with (see no_instance_models)
+                    res.models[key].update(
+                        n_instances=int(sum(int(p.labels.max()) for p in preds)),
+                        marker_max=float(max(float(p.maps["marker"].max()) for p in preds)),
+                        mask_fraction=float(np.mean([(p.foreground > 0.5).mean() for p in preds])))
                 rows += _score_rows("real", name, s, real["test"], [p.labels for p in preds], "markers")
                 if s == seeds[0] and name == "finetuned":
                     res.examples["real"] = {"items": real["test"], "preds": preds, "cc": None}
@@ -341,6 +347,20 @@ def run_experiment(cfg: Mapping[str, Any], seed: int, device: torch.device, cach
 
 # --------------------------------------------------------------------------------------------
 # summaries for the notebook
+
+
+def no_instance_models(models: Mapping[str, Mapping[str, Any]], threshold: float = 0.5) -> list[dict[str, Any]]:
+    """The trained models that found no instance on any test image, with why: a marker map whose
+    maximum stays under the markers' ``threshold`` (the paper's 0.5) leaves the watershed without
+    seeds, whatever the mask. Reads the ``n_instances``, ``marker_max`` and ``mask_fraction`` that
+    :func:`run` records for the real-frame routes."""
+    out = []
+    for name, info in models.items():
+        if info.get("n_instances", 1) == 0:
+            out.append({"model": name, "variant": info.get("variant"), "seed": info.get("seed"),
+                        "marker_max": info.get("marker_max"), "mask_fraction": info.get("mask_fraction"),
+                        "markers_below_threshold": info.get("marker_max", 1.0) < threshold})
+    return out
 
 
 def paired(df, task: str, metric: str, a: tuple[str, str], b: tuple[str, str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
