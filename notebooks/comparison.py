@@ -95,7 +95,8 @@ plt.show()
 # (`Method.choose_postprocess` over `Method.postprocess_options`), as the method's own chapter would;
 # the test images never take part. A method that predicts only a
 # foreground (no instance output) gets the distance-transform watershed of that foreground for the
-# instance task, and is shown with that post-processing's ceiling.
+# instance task, at the foreground threshold (0.3–0.7, 0.5 first) its validation images choose, and is
+# shown with that post-processing's ceiling.
 
 # %% tags=["remove-input"]
 used = sorted({m for m in cfg.count_methods + cfg.nuclei_methods} | {m for m, _ in cfg.blood_methods})

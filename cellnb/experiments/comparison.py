@@ -302,11 +302,21 @@ def foreground_watershed(foreground: np.ndarray, min_distance: int = 3) -> np.nd
     return floors.distance_watershed(np.asarray(foreground) > 0.5, min_distance=min_distance)
 
 
+def foreground_options(method, min_distance: int = 3) -> list[dict[str, Any]]:
+    """The instance-step settings a foreground-only method chooses from on validation images: its
+    :meth:`~cellnb.methods.base.Method.postprocess_options` (the foreground threshold, 0.5 first) at
+    the comparison's ``min_distance``. Its instances are then the base method's
+    :meth:`~cellnb.methods.base.Method.instances_from_maps`, i.e. :func:`foreground_watershed` at the
+    chosen threshold."""
+    return [{**o, "min_distance": int(min_distance)} for o in method.postprocess_options("mask")]
+
+
 def instance_labels(method, prediction, options: Mapping[str, Any] | None, min_distance: int = 3) -> np.ndarray:
-    """Instances of one prediction: the method's own instance step with the chosen ``options``
-    (:meth:`cellnb.methods.base.Method.instances_with`), or, for a method that predicts only a
-    foreground (``options`` None), :func:`foreground_watershed`."""
-    if options is None or prediction.labels is None:
+    """Instances of one prediction: the method's instance step with the ``options`` chosen on
+    validation images (:meth:`cellnb.methods.base.Method.instances_with`; for a foreground-only
+    method, the distance watershed of its foreground at the chosen threshold), or, with no options,
+    :func:`foreground_watershed` of the foreground at 0.5."""
+    if not options:
         return foreground_watershed(prediction.foreground, min_distance)
     return method.instances_with(prediction, options)
 
@@ -416,7 +426,9 @@ def run_task(task: str, methods: Sequence[str | Sequence[str]], splits: Sequence
                 rows += count_rows(task, label, seed, [p.count for p in preds], [len(s["points"]) for s in te])
             elif task == "nuclei":
                 # the instance step's open settings, chosen on the validation images (never the test ones)
-                options = method.tune_postprocess(model, va, device=device) if mtask == "instances" else None
+                options = (method.tune_postprocess(model, va, device=device) if mtask == "instances" else
+                           method.tune_postprocess(model, va, device=device, task="mask",
+                                                   options=foreground_options(method, cfg["min_distance"])))
                 labels = [instance_labels(method, p, options, cfg["min_distance"]) for p in preds]
                 rows += instance_rows(task, label, seed, labels, [s["labels"] for s in te])
                 # the ceiling bounds every seed's instance step: the highest over the settings the seeds chose

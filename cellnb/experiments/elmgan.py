@@ -165,17 +165,30 @@ def train_model(name: str, cfg: Mapping[str, Any], data: Mapping[str, list], see
 
 
 # --------------------------------------------------------------------------- evaluation
-def evaluate(model: nn.Module, frames: Sequence[Mapping[str, Any]], tile: int, device: str = "cpu") -> pd.DataFrame:
-    """Per-frame predicted and true count, absolute count error, Dice and IoU of the mask at 0.5."""
+def evaluate(model: nn.Module, frames: Sequence[Mapping[str, Any]], tile: int, device: str = "cpu",
+             threshold: float = 0.5) -> pd.DataFrame:
+    """Per-frame predicted and true count, absolute count error, Dice and IoU of the mask
+    (foreground probability > ``threshold``, e.g. :func:`mask_threshold`'s choice)."""
     from cellnb.metrics import dice, iou
+    from cellnb.postprocess import binarize
 
     rows = []
     for i, f in enumerate(frames):
         p = method().predict(model, f["image"], tile=tile, device=device)
-        pred, truth = p.foreground >= 0.5, np.asarray(f["mask"]) > 0
+        pred, truth = binarize(p.foreground, threshold), np.asarray(f["mask"]) > 0
         rows.append({"image": i, "count": p.count, "true_count": float(f["count"]),
-                     "abs_err": abs(p.count - float(f["count"])), "dice": dice(pred, truth), "iou": iou(pred, truth)})
+                     "abs_err": abs(p.count - float(f["count"])), "dice": dice(pred, truth), "iou": iou(pred, truth),
+                     "threshold": float(threshold)})
     return pd.DataFrame(rows)
+
+
+def mask_threshold(model: nn.Module, val: Sequence[Mapping[str, Any]], tile: int, device: str = "cpu") -> float:
+    """The foreground threshold of ``model`` chosen on validation frames ``val``
+    (:func:`cellnb.postprocess.choose_threshold`: best mean Dice, 0.5 unless another is strictly better)."""
+    from cellnb.postprocess import choose_threshold
+
+    probs = [method().predict(model, f["image"], tile=tile, device=device).foreground for f in val]
+    return choose_threshold(probs, [np.asarray(f["mask"]) for f in val])
 
 
 def floor_values(train: Sequence[Mapping[str, Any]], test: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
@@ -196,6 +209,9 @@ def run_all(cfg: Mapping[str, Any], device: str = "cpu", names: Sequence[str] = 
             seeds: Sequence[int] | None = None) -> dict[str, Any]:
     """Train and evaluate every model on every seed (each seed: its own frames and initialisation).
 
+    Each model's mask threshold is chosen on the seed's validation frames (:func:`mask_threshold`)
+    and kept in ``per_image["threshold"]``.
+
     Returns ``{"trained": {(name, seed): Trained}, "per_image": DataFrame (model, seed, image, ...)
     including the floors as models "floor", "data": {seed: frames}}``.
     """
@@ -209,7 +225,9 @@ def run_all(cfg: Mapping[str, Any], device: str = "cpu", names: Sequence[str] = 
         for name in names:
             t = train_model(name, cfg, data, seed, device)
             trained[(name, seed)] = t
-            tables.append(evaluate(t.generator, data["test"], cfg["crop"], device).assign(model=name, seed=seed))
+            threshold = mask_threshold(t.generator, data["val"], cfg["crop"], device)
+            tables.append(evaluate(t.generator, data["test"], cfg["crop"], device, threshold)
+                          .assign(model=name, seed=seed))
     return {"trained": trained, "per_image": pd.concat(tables, ignore_index=True), "data": frames, "seeds": seeds}
 
 

@@ -209,7 +209,7 @@ def edge_contrast(pred_map: np.ndarray, mask: np.ndarray) -> float:
 def evaluate(model: nn.Module, test: Sequence[dict], cfg: Mapping[str, Any], device: str = "cpu",
              threshold: float = 0.5) -> pd.DataFrame:
     """Per test image: predicted count (tile protocol), true count, absolute error, Dice / IoU of the
-    map > ``threshold`` and the edge contrast (:func:`edge_contrast`)."""
+    map > ``threshold`` (e.g. :func:`map_threshold`'s choice) and the edge contrast (:func:`edge_contrast`)."""
     rows = []
     for i, s in enumerate(test):
         count = tile_count(model, s["image"], cfg["crop"], device)
@@ -217,8 +217,16 @@ def evaluate(model: nn.Module, test: Sequence[dict], cfg: Mapping[str, Any], dev
         binary, truth = fg > threshold, s["mask"].astype(bool)
         rows.append({"image": i, "true": float(s["count"]), "pred": count, "abs_err": abs(count - float(s["count"])),
                      "dice": metrics.dice(binary, truth), "iou": metrics.iou(binary, truth),
-                     "edge_contrast": edge_contrast(fg, s["mask"])})
+                     "edge_contrast": edge_contrast(fg, s["mask"]), "threshold": float(threshold)})
     return pd.DataFrame(rows)
+
+
+def map_threshold(model: nn.Module, val: Sequence[dict], device: str = "cpu") -> float:
+    """The map threshold of ``model`` chosen on the validation fields ``val``
+    (:func:`cellnb.postprocess.choose_threshold`: best mean Dice, 0.5 unless another is strictly better)."""
+    from cellnb.postprocess import choose_threshold
+
+    return choose_threshold([predict_map(model, s["image"], 64, device) for s in val], [s["mask"] for s in val])
 
 
 def floor_rows(train: Sequence[dict], test: Sequence[dict]) -> pd.DataFrame:
@@ -258,7 +266,7 @@ def run_generated(cfg: Mapping[str, Any], seed: int, device: str) -> dict[str, A
         for s in seeds:
             tr, va = targets[spec["target"]]
             model, history, seconds = train(name, tr, va, cfg, seed=s, device=device)
-            table = evaluate(model, test_s, cfg, device).assign(model=name, seed=s)
+            table = evaluate(model, test_s, cfg, device, map_threshold(model, val_s, device)).assign(model=name, seed=s)
             if spec["target"] == "released":
                 table["released_target"] = [float(t["released_target"]) for t in test_raw]
             per_image.append(table)

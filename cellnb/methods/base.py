@@ -207,15 +207,16 @@ class Method:
     def postprocess(self, outputs: Mapping[str, torch.Tensor], task: str | None = None, **kwargs: Any) -> Prediction:
         raise NotImplementedError(f"method {self.name!r} has no post-processing")
 
-    def instances_from_maps(self, maps: Mapping[str, np.ndarray], **kwargs: Any) -> np.ndarray:
+    def instances_from_maps(self, maps: Mapping[str, np.ndarray], threshold: float = 0.5, **kwargs: Any) -> np.ndarray:
         """Instance labels from probability maps: ``mask`` (foreground) and whatever else the method
         predicts (``interior``, ``boundary``, ``marker``, ``density``; the keys of
         :meth:`oracle_maps`). The instance step of :meth:`postprocess`, and what :meth:`ceiling` runs
-        on perfect maps. Default: the distance-transform watershed of ``mask > 0.5``
+        on perfect maps. Default: the distance-transform watershed of ``mask > threshold``
         (:func:`cellnb.floors.distance_watershed`; ``kwargs`` go to it)."""
         from cellnb import floors
+        from cellnb.postprocess import binarize
 
-        return floors.distance_watershed(np.asarray(maps["mask"]) > 0.5, **kwargs)
+        return floors.distance_watershed(binarize(np.asarray(maps["mask"]), threshold), **kwargs)
 
     def oracle_maps(self, labels: np.ndarray) -> dict[str, np.ndarray]:
         """The perfect maps of true instance ``labels``, in the layout :meth:`instances_from_maps`
@@ -234,8 +235,12 @@ class Method:
     def postprocess_options(self, task: str | None = None) -> list[dict[str, Any]]:
         """The settings of the instance step (keyword arguments of :meth:`instances_from_maps`) that
         :meth:`choose_postprocess` picks from on validation images; a tie keeps the earlier one, so
-        the first is the fallback. Default: ``[{}]`` (nothing to choose)."""
-        return [{}]
+        the first is the fallback. Default: the foreground threshold of the default instance step,
+        from :data:`cellnb.postprocess.MASK_THRESHOLDS` (0.5 first): a sigmoid head trained briefly is
+        not calibrated. A method whose :meth:`instances_from_maps` differs overrides both."""
+        from cellnb.postprocess import MASK_THRESHOLDS
+
+        return [{"threshold": t} for t in MASK_THRESHOLDS]
 
     def prediction_maps(self, prediction: Prediction) -> dict[str, np.ndarray]:
         """The maps :meth:`instances_from_maps` reads, from a :class:`Prediction`: its ``maps``,
@@ -272,12 +277,15 @@ class Method:
         return dict(choice)
 
     def tune_postprocess(self, model: nn.Module, samples: list[Mapping[str, Any]], *, device: str | torch.device = "cpu",
-                         options: list[dict[str, Any]] | None = None, **predict_kwargs: Any) -> dict[str, Any]:
+                         options: list[dict[str, Any]] | None = None, task: str = "instances",
+                         **predict_kwargs: Any) -> dict[str, Any]:
         """:meth:`choose_postprocess` on ``model``'s predictions of annotated ``samples`` (``image``,
-        ``labels``: validation images, never test ones); ``predict_kwargs`` go to :meth:`predict`."""
-        preds = [self.predict(model, s["image"], "instances", device=device, **predict_kwargs) for s in samples]
+        ``labels``: validation images, never test ones); ``predict_kwargs`` go to :meth:`predict`.
+        ``task`` is what the model predicts: ``"instances"``, or ``"mask"`` for a foreground-only
+        method whose instances are :meth:`instances_from_maps` of its foreground."""
+        preds = [self.predict(model, s["image"], task, device=device, **predict_kwargs) for s in samples]
         return self.choose_postprocess([self.prediction_maps(p) for p in preds], [s["labels"] for s in samples],
-                                       options=options, task="instances")
+                                       options=options, task=task)
 
     def instances_with(self, prediction: Prediction, settings: Mapping[str, Any] | None = None) -> np.ndarray:
         """The instances of ``prediction`` with the instance-step ``settings`` (e.g. those of

@@ -1,0 +1,60 @@
+"""Hand-checked cases of the foreground-threshold choice (cellnb.postprocess.choose_threshold) and of
+its use by foreground-only methods in the comparison."""
+
+import numpy as np
+import pytest
+
+from cellnb.postprocess import MASK_THRESHOLDS, choose_threshold
+
+
+def _two_squares() -> np.ndarray:
+    labels = np.zeros((24, 40), np.int32)
+    labels[4:14, 4:14], labels[6:18, 22:34] = 1, 2
+    return labels
+
+
+def test_an_uncalibrated_map_gets_the_threshold_that_finds_its_objects():
+    truth = _two_squares() > 0
+    prob = np.where(truth, 0.44, 0.05).astype(np.float32)  # right everywhere, peaks below 0.5
+    assert choose_threshold([prob], [truth]) == 0.3  # 0.3 and 0.4 are both perfect: the earlier wins
+
+
+def test_a_tie_keeps_the_first_threshold_and_the_best_one_wins_otherwise():
+    truth = _two_squares() > 0
+    crisp = truth.astype(np.float32) * 0.95
+    assert choose_threshold([crisp], [truth]) == MASK_THRESHOLDS[0] == 0.5
+    from scipy import ndimage
+
+    halo = crisp.copy()
+    halo[ndimage.binary_dilation(truth) & ~truth] = 0.65  # a one-pixel halo: only 0.7 drops it
+    assert choose_threshold([halo], [truth]) == 0.7
+
+
+def test_bad_input_names_the_problem():
+    truth = _two_squares() > 0
+    with pytest.raises(ValueError, match="one true mask per probability map"):
+        choose_threshold([truth.astype(float)] * 2, [truth])
+    with pytest.raises(ValueError, match="differ in shape"):
+        choose_threshold([np.zeros((3, 3))], [truth])
+    with pytest.raises(ValueError, match="at least one threshold"):
+        choose_threshold([truth.astype(float)], [truth], thresholds=())
+
+
+def test_foreground_only_methods_choose_their_threshold_and_their_instances_follow_it():
+    from cellnb.experiments import comparison
+    from cellnb.methods import get_method
+    from cellnb.methods.base import Prediction
+
+    method = get_method("elmgan")  # predicts a foreground, no instances
+    assert "instances" not in method.tasks
+    options = comparison.foreground_options(method, min_distance=3)
+    assert options[0] == {"threshold": 0.5, "min_distance": 3}
+    assert [o["threshold"] for o in options] == list(MASK_THRESHOLDS)
+    labels = _two_squares()
+    prob = np.where(labels > 0, 0.44, 0.05).astype(np.float32)
+    maps = [method.prediction_maps(Prediction(foreground=prob))]
+    chosen = method.choose_postprocess(maps, [labels], options=options)
+    assert chosen["threshold"] == 0.3
+    found = comparison.instance_labels(method, Prediction(foreground=prob), chosen, 3)
+    assert found.max() == 2
+    assert comparison.instance_labels(method, Prediction(foreground=prob), None, 3).max() == 0  # 0.5: nothing
