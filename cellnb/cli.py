@@ -138,7 +138,8 @@ def validation_metrics(method, model, task: str, train: Sequence[Mapping[str, An
         return {"metric": "ap50", "value": float(model_ap.mean()), "floor": float(floor_ap.mean()),
                 "floor_name": "Otsu + distance watershed",
                 "beats_floor": beats_floor(model_ap, floor_ap, better="higher"), "n_images": len(val)}
-    model_d = np.array([dice(p.foreground > 0.5, s["mask"] > 0) for s, p in zip(val, preds)])
+    threshold = float((post or {}).get("threshold", 0.5))  # a mask model's chosen foreground threshold
+    model_d = np.array([dice(p.foreground > threshold, s["mask"] > 0) for s, p in zip(val, preds)])
     floor_d = np.array([dice(floors.otsu_mask(s["image"]) > 0, s["mask"] > 0) for s in val])
     return {"metric": "dice", "value": float(model_d.mean()), "floor": float(floor_d.mean()), "floor_name": "Otsu",
             "beats_floor": beats_floor(model_d, floor_d, better="higher"), "n_images": len(val)}
@@ -281,7 +282,13 @@ def _train(args: argparse.Namespace) -> int:
     model.eval()
     # the instance step's open settings (e.g. U-SE-ResNet's marker threshold) are chosen on the validation
     # images; the validation score below is then measured on the images it was chosen on (slightly optimistic)
+    # a mask model's foreground threshold likewise (cellnb.postprocess.choose_threshold: 0.5 unless better)
     post = method.tune_postprocess(model, val, device=device) if args.task == "instances" else {}
+    if args.task == "mask":
+        from cellnb.postprocess import choose_threshold
+
+        post = {"threshold": choose_threshold([method.predict(model, s["image"], "mask", device=device).foreground
+                                               for s in val], [s["mask"] for s in val])}
     metrics = validation_metrics(method, model, args.task, train, val, device=device, post=post)
     conv = convergence_report(history["val_loss"].tolist()) if "val_loss" in history else {"converged": False}
     card = {
@@ -395,7 +402,7 @@ def _predict(args: argparse.Namespace) -> int:
                 count = float(len(np.unique(labels[labels > 0])))
                 tifffile.imwrite(tmp / f"{stem}_labels.tif", labels.astype(np.uint16 if labels.max() < 65536 else np.int32))
             else:
-                mask = (pred.foreground > 0.5).astype(np.uint8)
+                mask = (pred.foreground > float((card.get("postprocess") or {}).get("threshold", 0.5))).astype(np.uint8)
                 from skimage.measure import label as cc_label
 
                 labels = cc_label(mask, connectivity=2)

@@ -252,9 +252,10 @@ from cellnb import floors as _floors
 
 axes[2].imshow(_floors.otsu_mask(frame["image"], 1.0), cmap="gray")
 axes[2].set_title("Otsu (floor)", fontsize=9)
+chosen = per_image[per_image.seed == seeds[0]].groupby("model")["threshold"].first()
 for ax, (name, model) in zip(axes[3:], models0.items()):
-    ax.imshow(method.predict(model, frame["image"], tile=cfg.crop).foreground >= 0.5, cmap="gray")
-    ax.set_title(name, fontsize=9)
+    ax.imshow(method.predict(model, frame["image"], tile=cfg.crop).foreground > chosen[name], cmap="gray")
+    ax.set_title(f"{name} (> {chosen[name]:.1f})", fontsize=9)
 for ax in axes:
     ax.axis("off")
 plt.tight_layout()

@@ -103,6 +103,28 @@ def test_instance_model_train_predict_export(folders, tmp_path):
     assert cli.export_package(model, tmp_path / "inst.zip")[1] == "passed"
 
 
+def test_mask_model_keeps_its_chosen_threshold_and_predicts_with_it(folders, tmp_path):
+    from cellnb.postprocess import MASK_THRESHOLDS
+
+    root, _ = folders
+    model = tmp_path / "mask_model"
+    r = run("cellnb.train", "--method", "unet", "--task", "mask", "--images", str(root / "nuclei_images"),
+            "--labels", str(root / "labels"), "--out", str(model), "--profile", "smoke")
+    assert r.returncode == 0, r.stderr[-3000:]
+    card = json.loads((model / "model_card.json").read_text())
+    # the foreground threshold was chosen on the validation images and travels with the model
+    threshold = card["postprocess"]["threshold"]
+    assert threshold in MASK_THRESHOLDS and card["validation"]["metric"] == "dice"
+    out = tmp_path / "pred"
+    r = run("cellnb.predict", "--model", str(model), "--images", str(root / "nuclei_images" / "n0*.png"), "--out", str(out))
+    assert r.returncode == 0, r.stderr[-3000:]
+    # the written mask is the foreground above the card's threshold
+    method, net, card = cli.load_model(model)
+    image = userdata.read_image(root / "nuclei_images" / "n00.png", card.get("channel"))
+    foreground = method.predict(net, image, "mask").foreground
+    assert np.array_equal(tifffile.imread(out / "n00_mask.tif") > 0, foreground > threshold)
+
+
 def test_predict_reports_unreadable_images_and_exits_non_zero(folders, tmp_path):
     root, _ = folders
     model = tmp_path / "m"

@@ -15,7 +15,8 @@ Tasks (keys used in metric names):
   root is given; the blue channel (VGG) or the inverted grey level (MBM).
 - ``nuclei``: generated touching nuclei (:func:`cellnb.data.nuclei`, dense regime); AJI, AP@0.5 and
   pixel Dice per image. Methods that predict instances use their own post-processing; methods that
-  predict only a foreground get the distance-transform watershed of it.
+  predict only a foreground get the distance-transform watershed of it, at the foreground threshold
+  chosen on validation images (:func:`foreground_options`).
 - ``blood``: generated blood smears (:func:`cellnb.data.lowres_pair`): a method either segments the
   high-resolution image or, as a pipeline, the ¼-resolution one; Dice per image.
 
@@ -90,7 +91,7 @@ SETTINGS: dict[str, dict[str, Any]] = {
         # improving and their VGG MAE (21 and 14) missed 0.3 x the floor's 55
         # SSRNet and ELMGAN segment nuclei (foreground + distance watershed) at 750 steps: at 250 their
         # masks (Dice 0.80, 0.87) were below Otsu's (0.89), AJI 0.38 and 0.40 against the floor's 0.42;
-        # at 750, 0.48 and 0.56. TinyU-Net on blood at 300: at 100 no seed had converged (two of
+        # at 750, 0.48 and 0.56 (all at the foreground threshold 0.5, before it was chosen on validation). TinyU-Net on blood at 300: at 100 no seed had converged (two of
         # three at 300); the MobileSR pipeline stays at 100 (at 300: Dice +0.01, still one seed of three)
         budgets={"count": dict(steps=400), "unet@count": dict(size="small", steps=400, crop=64),
                  "nuclei": dict(steps=250), "ssrnet@nuclei": dict(steps=750), "elmgan@nuclei": dict(steps=750),
@@ -298,7 +299,9 @@ def _prediction(method, model, image, task: str, device: str):
 
 
 def foreground_watershed(foreground: np.ndarray, min_distance: int = 3) -> np.ndarray:
-    """Instances of a foreground-only method: distance-transform watershed of ``foreground > 0.5``."""
+    """Distance-transform watershed of ``foreground > 0.5``: the instance step of a foreground-only
+    method when no threshold was chosen, and its ceiling's (on a perfect 0/1 foreground every
+    threshold gives the same instances)."""
     return floors.distance_watershed(np.asarray(foreground) > 0.5, min_distance=min_distance)
 
 
@@ -316,7 +319,7 @@ def instance_labels(method, prediction, options: Mapping[str, Any] | None, min_d
     validation images (:meth:`cellnb.methods.base.Method.instances_with`; for a foreground-only
     method, the distance watershed of its foreground at the chosen threshold), or, with no options,
     :func:`foreground_watershed` of the foreground at 0.5."""
-    if not options:
+    if not options and prediction.labels is None:
         return foreground_watershed(prediction.foreground, min_distance)
     return method.instances_with(prediction, options)
 
@@ -525,7 +528,9 @@ def chosen_postprocess_table(status: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame(columns=["method", "chosen per seed"])
     rows = []
     for method, group in status[status.postprocess.notna()].groupby("method", sort=False):
-        described = [", ".join(f"{k} = {v}" for k, v in dict(p).items()) or "default" for p in group.postprocess]
+        # min_distance is the comparison's fixed setting for foreground-only methods, not a choice
+        described = [", ".join(f"{k} = {v}" for k, v in dict(p).items() if k != "min_distance") or "default"
+                     for p in group.postprocess]
         rows.append({"method": method, "chosen per seed": "; ".join(described)})
     return pd.DataFrame(rows, columns=["method", "chosen per seed"])
 

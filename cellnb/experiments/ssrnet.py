@@ -299,7 +299,8 @@ def run_vgg(folder, cfg: Mapping[str, Any], seed: int, device: str) -> dict[str,
         for name in cfg["vgg_models"]:
             model, history, seconds = train(name, train_s, val_s, cfg, seed=seed + k, device=device,
                                             steps=cfg["vgg_steps"])
-            per_image.append(evaluate(model, test_s, cfg, device).assign(model=name, seed=k))
+            per_image.append(evaluate(model, test_s, cfg, device, map_threshold(model, val_s, device))
+                             .assign(model=name, seed=k))
             histories[(name, k)] = history
             timing.append({"model": f"vgg_{name}", "seed": k, "steps": int(history["step"].iloc[-1]),
                            "train_s": seconds, "steps_per_s": history.attrs["steps_per_s"]})
