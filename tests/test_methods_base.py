@@ -41,3 +41,16 @@ def test_registry_errors_list_the_choices():
     with pytest.raises(ValueError, match="unknown task 'segment'"):
         list_methods("segment")
     assert "classical" in list_methods("instances") and "classical" not in list_methods("sr")
+
+
+def test_evaluation_steps_are_evenly_spaced_and_end_at_the_last_step():
+    from cellnb.methods.training import evaluation_steps
+
+    for steps, n in ((1000, 16), (3000, 16), (75, 10), (150, 10), (8, 8)):
+        at = sorted(evaluation_steps(steps, n))
+        assert len(at) == n and at[-1] == steps
+        gaps = __import__("numpy").diff([0] + at)
+        assert gaps.max() - gaps.min() <= 1  # no near-copy of the last point (e.g. 992 and 1000)
+    assert sorted(evaluation_steps(5, 10)) == [1, 2, 3, 4, 5]  # never more evaluations than steps
+    with pytest.raises(ValueError, match=">= 1"):
+        evaluation_steps(0, 4)

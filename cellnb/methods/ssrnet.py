@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cellnb.methods.base import Method, Prediction, pad_to_multiple, register_method
+from cellnb.methods.training import evaluation_steps
 from cellnb.models import create_model, outputs
 
 NORM_MEAN, NORM_STD = 0.387, 0.278  # released transforms.Normalize (gray replicated to 3 channels)
@@ -186,7 +187,7 @@ def fit_crops(model: nn.Module, loss_fn: Callable, train_samples: Sequence[Mappi
         init_count_at_mean(model, probe["image"].to(dev), max(mean, 1e-3))
     opt = torch.optim.Adam(params, lr=lr, betas=tuple(betas))
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps)
-    every = steps // n_evals
+    at = evaluation_steps(steps, n_evals)
     rows, acc, parts_acc, n_acc, train_time = [], 0.0, {}, 0, 0.0
     for step in range(1, steps + 1):
         model.train()
@@ -205,7 +206,7 @@ def fit_crops(model: nn.Module, loss_fn: Callable, train_samples: Sequence[Mappi
         n_acc += 1
         for k, v in parts.items():
             parts_acc[k] = parts_acc.get(k, 0.0) + float(v)
-        if step % every == 0 or step == steps:
+        if step in at:
             val = evaluate_crops(model, loss_fn, val_batches, dev)
             rows.append({"step": step, "train_loss": acc / n_acc, **{k: v / n_acc for k, v in parts_acc.items() if k != "total"},
                          **val, "lr": sched.get_last_lr()[0]})

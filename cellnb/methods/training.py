@@ -25,8 +25,9 @@ Optimisation: Adam, a one-cycle learning-rate schedule over ``steps`` optimiser 
 15 % warm-up; Smith & Topin 2019), and after training BatchNorm statistics re-estimated over random
 training crops (:func:`cellnb.train.recalibrate_batchnorm`). Validation: the same loss on fixed,
 un-augmented crops of ``val_samples`` (a held-out part of the training data, never the test set),
-every ``eval_every`` steps (default: ``steps // 10``, so >= 8 evaluations for
-:func:`cellnb.verdicts.converged` whenever ``steps >= 10``).
+every ``eval_every`` steps, or by default at 10 evenly spaced steps ending at the last
+(:func:`evaluation_steps`; >= 8 evaluations for :func:`cellnb.verdicts.converged` whenever
+``steps >= 10``).
 """
 
 from __future__ import annotations
@@ -39,7 +40,26 @@ import pandas as pd
 import torch
 from torch import nn
 
-__all__ = ["prepare_sample", "augment", "collate", "fit_samples", "instance_centres"]
+__all__ = ["prepare_sample", "augment", "collate", "fit_samples", "instance_centres", "evaluation_steps"]
+
+
+def evaluation_steps(steps: int, n_evals: int) -> set[int]:
+    """The ``n_evals`` optimiser steps (1-based) at which a training of ``steps`` steps evaluates:
+    evenly spaced, the last one at ``steps``. (Evaluating every ``steps // n_evals`` steps *and* at
+    the end added a near-copy of the last point whenever ``n_evals`` does not divide ``steps``,
+    e.g. at 992 and 1000 of 1000 steps, which weighted the final value twice in the convergence
+    rule's last window.)
+
+    >>> sorted(evaluation_steps(10, 4))
+    [3, 5, 8, 10]
+    >>> len(evaluation_steps(1000, 16)), max(evaluation_steps(1000, 16))
+    (16, 1000)
+    """
+    steps, n_evals = int(steps), int(n_evals)
+    if steps < 1 or n_evals < 1:
+        raise ValueError(f"steps and n_evals must be >= 1, got {steps} and {n_evals}")
+    n_evals = min(n_evals, steps)
+    return {int(np.floor(i * steps / n_evals + 0.5)) for i in range(1, n_evals + 1)}
 
 DOTS = "_dots"
 
@@ -228,7 +248,8 @@ def fit_samples(method, model: nn.Module, train_samples: Sequence[Mapping[str, A
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     sched = (torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.15)
              if steps >= 4 else None)
-    every = int(eval_every) if eval_every else max(1, steps // 10)
+    at = (set(range(int(eval_every), steps + 1, int(eval_every))) | {steps} if eval_every
+          else evaluation_steps(steps, 10))
 
     def validate() -> dict[str, float]:
         model.eval()
@@ -275,7 +296,7 @@ def fit_samples(method, model: nn.Module, train_samples: Sequence[Mapping[str, A
         for k, v in parts.items():
             sums[k] = sums.get(k, 0.0) + v
         n_since += 1
-        if step % every == 0 or step == steps:
+        if step in at:
             row: dict[str, Any] = {"step": step, **{k: v / n_since for k, v in sums.items()}, **validate(),
                                    "lr": current_lr, "seconds": time.perf_counter() - t0}
             rows.append(row)

@@ -40,6 +40,7 @@ from torch import nn
 from cellnb import postprocess
 from cellnb.losses.u_se_resnet import USEResNetLoss, canny_edge_weight, edge_weighted_bce
 from cellnb.methods.base import Method, Prediction, pad_to_multiple, register_method
+from cellnb.methods.training import evaluation_steps
 from cellnb.models import create_model, outputs
 
 __all__ = ["USEResNet", "normalize_percentile", "make_targets", "augment_crop"]
@@ -230,7 +231,7 @@ class USEResNet(Method):
         loss_fn = self.loss(loss, total_steps=steps)
         opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.15)
-        eval_at = set(np.unique(np.linspace(steps / n_evals, steps, n_evals).round().astype(int)).tolist())
+        eval_at = evaluation_steps(steps, n_evals)
         rows, running, seen = [], 0.0, 0
         t_train = 0.0
         for step in range(1, steps + 1):
