@@ -115,12 +115,13 @@ report.show_table(pd.DataFrame(rows), caption="The compared methods")
 # %% [markdown]
 # ## Training
 #
-# Every trained method of a task gets the same budget — by default {glue:text}`comparison_steps` optimiser
+# Every trained method of a task gets the same default budget — {glue:text}`comparison_steps` optimiser
 # steps of batch {glue:text}`comparison_batch_size` on random {glue:text}`comparison_crop`² crops with flips
 # and 90° rotations, at the `slim` size — each with its own optimiser settings and schedule, for each of
 # {glue:text}`comparison_n_seeds` seeds. Where the profile sets a task's or a method's budget otherwise
-# (fewer steps where the curves flatten early; the density U-Net's recipe at a larger width), the table
-# under the training curves lists it. All validation curves are in one figure after the results.
+# (fewer steps where the curves flatten early; more where a method was measured to need them, as SSRNet
+# and ELMGAN on VGG cells and nuclei; the density U-Net's recipe at a larger width), the table under the
+# training curves lists it. All validation curves are in one figure after the results.
 
 # %% tags=["remove-cell"]
 for key in ("steps", "batch_size", "crop", "n_seeds"):
@@ -317,7 +318,7 @@ if len(status):
 #
 # Per task, accuracy against four costs of the trained (slim) models: parameters, multiply-accumulates
 # of one forward pass on the test image, the CPU latency of `method.predict` on one test image
-# (post-processing included) and the training time of the common step budget. The dashed line is the
+# (post-processing included) and the training time of its budget (the budget table above). The dashed line is the
 # floor (dotted, for blood: the floor of the ¼-resolution input); open triangles are the ceilings of
 # the instance post-processings.
 
@@ -379,7 +380,7 @@ run.glue()
 # %% [markdown]
 # ## Deviations from the papers
 #
-# One benchmark for all: slim sizes, small images, the same step budget for every method, generated
+# One benchmark for all: slim sizes, small images, a default step budget per task with measured exceptions, generated
 # data for the instance and blood tasks. The list is on {doc}`/book/deviations`.
 #
 # ## Summary

@@ -95,7 +95,7 @@ SETTINGS: dict[str, dict[str, Any]] = {
         # three at 300); the MobileSR pipeline stays at 100 (at 300: Dice +0.01, still one seed of three)
         # on VGG at 1200 steps (seeds 0-2, this CPU): SSRNet MAE 9.8 (14.4 at 400), ELMGAN 7.2 (10.7), about
         # 37 and 54 s each; still 1 and 0 of 3 seeds converged. On MBM 1200 steps changed little (SSRNet 18.4
-        # against 19.4, ELMGAN ratio 0.62), so MBM stays at 400
+        # against 19.4, ELMGAN 16.8 = 0.62 × the floor), so MBM stays at 400
         budgets={"count": dict(steps=400), "unet@count": dict(size="small", steps=400, crop=64),
                  "ssrnet@count_vgg": dict(steps=1200), "elmgan@count_vgg": dict(steps=1200),
                  "nuclei": dict(steps=250), "ssrnet@nuclei": dict(steps=750), "elmgan@nuclei": dict(steps=750),

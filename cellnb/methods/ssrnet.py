@@ -163,7 +163,8 @@ def fit_crops(model: nn.Module, loss_fn: Callable, train_samples: Sequence[Mappi
     """Train on random crops (flips, 90° rotations) for ``steps`` Adam steps with a one-cycle LR.
 
     Samples are dicts with a normalised ``image`` (H, W), ``mask`` and ``points`` (see
-    :meth:`SSRNetMethod.targets`), padded to multiples of ``crop`` (:func:`pad_sample`). Every ``steps // n_evals`` steps the loss on fixed crops of
+    :meth:`SSRNetMethod.targets`), padded to multiples of ``crop`` (:func:`pad_sample`). At ``n_evals`` evenly spaced steps ending at the last
+    (:func:`cellnb.methods.training.evaluation_steps`) the loss on fixed crops of
     ``val_samples`` (held out from the training data) is evaluated. Returns one row per evaluation:
     ``step``, ``train_loss`` (mean since the last evaluation), its parts, ``val_loss``, ``val_count_mae``
     (per crop), ``lr``; ``history.attrs["steps_per_s"]`` is the measured training speed.
