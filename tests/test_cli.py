@@ -81,13 +81,18 @@ def test_count_model_train_predict_export(folders, tmp_path):
     assert "rdf.yaml" in names and any(n.endswith(".pt") for n in names) and any(n.endswith(".npy") for n in names)
 
 
+def train_on_nuclei(root: Path, model: Path, task: str) -> dict:
+    """Train a smoke U-Net for ``task`` on the nuclei folders with ``cellnb.train``; its model card."""
+    r = run("cellnb.train", "--method", "unet", "--task", task, "--images", str(root / "nuclei_images"),
+            "--labels", str(root / "labels"), "--out", str(model), "--profile", "smoke")
+    assert r.returncode == 0, r.stderr[-3000:]
+    return json.loads((model / "model_card.json").read_text())
+
+
 def test_instance_model_train_predict_export(folders, tmp_path):
     root, _ = folders
     model = tmp_path / "inst_model"
-    r = run("cellnb.train", "--method", "unet", "--task", "instances", "--images", str(root / "nuclei_images"),
-            "--labels", str(root / "labels"), "--out", str(model), "--profile", "smoke")
-    assert r.returncode == 0, r.stderr[-3000:]
-    card = json.loads((model / "model_card.json").read_text())
+    card = train_on_nuclei(root, model, "instances")
     assert card["validation"]["metric"] == "ap50" and 0 <= card["validation"]["floor"] <= 1
     # the instance step's seed threshold, chosen on the validation images, travels with the model
     assert card["postprocess"] in get_method("unet").postprocess_options("instances")
@@ -108,10 +113,7 @@ def test_mask_model_keeps_its_chosen_threshold_and_predicts_with_it(folders, tmp
 
     root, _ = folders
     model = tmp_path / "mask_model"
-    r = run("cellnb.train", "--method", "unet", "--task", "mask", "--images", str(root / "nuclei_images"),
-            "--labels", str(root / "labels"), "--out", str(model), "--profile", "smoke")
-    assert r.returncode == 0, r.stderr[-3000:]
-    card = json.loads((model / "model_card.json").read_text())
+    card = train_on_nuclei(root, model, "mask")
     # the foreground threshold was chosen on the validation images and travels with the model
     threshold = card["postprocess"]["threshold"]
     assert threshold in MASK_THRESHOLDS and card["validation"]["metric"] == "dice"
