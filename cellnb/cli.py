@@ -285,10 +285,7 @@ def _train(args: argparse.Namespace) -> int:
     # a mask model's foreground threshold likewise (cellnb.postprocess.choose_threshold: 0.5 unless better)
     post = method.tune_postprocess(model, val, device=device) if args.task == "instances" else {}
     if args.task == "mask":
-        from cellnb.postprocess import choose_threshold
-
-        post = {"threshold": choose_threshold([method.predict(model, s["image"], "mask", device=device).foreground
-                                               for s in val], [s["mask"] for s in val])}
+        post = {"threshold": method.tune_mask_threshold(model, val, device=device)}
     metrics = validation_metrics(method, model, args.task, train, val, device=device, post=post)
     conv = convergence_report(history["val_loss"].tolist()) if "val_loss" in history else {"converged": False}
     card = {

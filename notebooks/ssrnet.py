@@ -355,7 +355,7 @@ if vgg is not None and m.get("vgg_best_count_mae", 0) > 5.0:
                  "started from (the curves had not all flattened), and a count head that reads the features which also "
                  "draw the map, trained towards the Otsu foreground (VGG has dots, not masks), where touching cells merge.")
     text += " The VGG curves are in the figure above."
-    if not run.models.get("vgg_paper_fixed", {}).get("converged", True):
+    if not all(s_["converged"] for name, s_ in run.models.items() if name.startswith("vgg_")):
         text += " The convergence notes below say how much they still fell at the end."
     notes.append(text)
 for name, s_ in run.models.items():

@@ -61,24 +61,28 @@ def test_foreground_only_methods_choose_their_threshold_and_their_instances_foll
 
 
 def test_the_chapters_choose_on_the_frames_they_are_given(monkeypatch):
-    """ELMGAN's ``mask_threshold`` and SSRNet's ``map_threshold`` read the model's map of exactly the
-    frames passed (the validation ones in ``run_all`` / ``run_generated``) and return their choice."""
-    from cellnb.experiments import elmgan, ssrnet
-    from cellnb.methods.base import Prediction
+    """``Method.tune_mask_threshold`` (ELMGAN's ``run_all``, ``cellnb.train --task mask``) and SSRNet's
+    ``map_threshold`` read the model's map of exactly the frames passed (the validation ones) and
+    return their choice."""
+    from cellnb.experiments import ssrnet
+    from cellnb.methods.base import Method, Prediction
 
     truth = _two_squares() > 0
     frames = [{"image": np.where(truth, 0.44, 0.05).astype(np.float32), "mask": truth.astype(np.uint8)}]
     seen = []
 
-    class _Stub:  # the model's map is the frame's image: hand-checkable
+    class _Stub(Method):  # the model's map is the frame's image: hand-checkable
+        name, tasks = "_stub", ("mask",)
+
         def predict(self, model, image, task=None, **kw):
+            assert task == "mask" and kw.get("tile") == 8
             seen.append(image)
             return Prediction(foreground=np.asarray(image, np.float32))
 
-    monkeypatch.setattr(elmgan, "method", lambda: _Stub())
-    assert elmgan.mask_threshold(None, frames, tile=8) == 0.3
+    stub = _Stub()
+    assert stub.tune_mask_threshold(None, frames, tile=8) == 0.3
     monkeypatch.setattr(ssrnet, "predict_map", lambda model, image, multiple=64, device="cpu": seen.append(image) or image)
     assert ssrnet.map_threshold(None, frames) == 0.3
     assert len(seen) == 2 and all(s is frames[0]["image"] for s in seen)
     crisp = [{"image": truth.astype(np.float32) * 0.9, "mask": truth.astype(np.uint8)}]
-    assert elmgan.mask_threshold(None, crisp, tile=8) == 0.5  # calibrated: the papers' 0.5 stays
+    assert stub.tune_mask_threshold(None, crisp, tile=8) == 0.5  # calibrated: the papers' 0.5 stays

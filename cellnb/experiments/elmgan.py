@@ -168,7 +168,8 @@ def train_model(name: str, cfg: Mapping[str, Any], data: Mapping[str, list], see
 def evaluate(model: nn.Module, frames: Sequence[Mapping[str, Any]], tile: int, device: str = "cpu",
              threshold: float = 0.5) -> pd.DataFrame:
     """Per-frame predicted and true count, absolute count error, Dice and IoU of the mask
-    (foreground probability > ``threshold``, e.g. :func:`mask_threshold`'s choice)."""
+    (foreground probability > ``threshold``, e.g. the one :meth:`~cellnb.methods.base.Method.tune_mask_threshold`
+    chose on validation frames)."""
     from cellnb.metrics import dice, iou
     from cellnb.postprocess import binarize
 
@@ -180,15 +181,6 @@ def evaluate(model: nn.Module, frames: Sequence[Mapping[str, Any]], tile: int, d
                      "abs_err": abs(p.count - float(f["count"])), "dice": dice(pred, truth), "iou": iou(pred, truth),
                      "threshold": float(threshold)})
     return pd.DataFrame(rows)
-
-
-def mask_threshold(model: nn.Module, val: Sequence[Mapping[str, Any]], tile: int, device: str = "cpu") -> float:
-    """The foreground threshold of ``model`` chosen on validation frames ``val``
-    (:func:`cellnb.postprocess.choose_threshold`: best mean Dice, 0.5 unless another is strictly better)."""
-    from cellnb.postprocess import choose_threshold
-
-    probs = [method().predict(model, f["image"], tile=tile, device=device).foreground for f in val]
-    return choose_threshold(probs, [np.asarray(f["mask"]) for f in val])
 
 
 def floor_values(train: Sequence[Mapping[str, Any]], test: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
@@ -209,8 +201,8 @@ def run_all(cfg: Mapping[str, Any], device: str = "cpu", names: Sequence[str] = 
             seeds: Sequence[int] | None = None) -> dict[str, Any]:
     """Train and evaluate every model on every seed (each seed: its own frames and initialisation).
 
-    Each model's mask threshold is chosen on the seed's validation frames (:func:`mask_threshold`)
-    and kept in ``per_image["threshold"]``.
+    Each model's mask threshold is chosen on the seed's validation frames
+    (:meth:`~cellnb.methods.base.Method.tune_mask_threshold`) and kept in ``per_image["threshold"]``.
 
     Returns ``{"trained": {(name, seed): Trained}, "per_image": DataFrame (model, seed, image, ...)
     including the floors as models "floor", "data": {seed: frames}}``.
@@ -225,7 +217,7 @@ def run_all(cfg: Mapping[str, Any], device: str = "cpu", names: Sequence[str] = 
         for name in names:
             t = train_model(name, cfg, data, seed, device)
             trained[(name, seed)] = t
-            threshold = mask_threshold(t.generator, data["val"], cfg["crop"], device)
+            threshold = method().tune_mask_threshold(t.generator, data["val"], device=device, tile=cfg["crop"])
             tables.append(evaluate(t.generator, data["test"], cfg["crop"], device, threshold)
                           .assign(model=name, seed=seed))
     return {"trained": trained, "per_image": pd.concat(tables, ignore_index=True), "data": frames, "seeds": seeds}

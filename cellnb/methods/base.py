@@ -287,6 +287,17 @@ class Method:
         return self.choose_postprocess([self.prediction_maps(p) for p in preds], [s["labels"] for s in samples],
                                        options=options, task=task)
 
+    def tune_mask_threshold(self, model: nn.Module, samples: list[Mapping[str, Any]], *,
+                            device: str | torch.device = "cpu", **predict_kwargs: Any) -> float:
+        """The foreground threshold of ``model`` for its ``mask`` task, chosen on annotated ``samples``
+        (``image``, ``mask``: validation images, never test ones) by
+        :func:`cellnb.postprocess.choose_threshold` (best mean Dice; 0.5 unless another is strictly
+        better); ``predict_kwargs`` go to :meth:`predict`. The mask-task twin of :meth:`tune_postprocess`."""
+        from cellnb.postprocess import choose_threshold
+
+        probs = [self.predict(model, s["image"], "mask", device=device, **predict_kwargs).foreground for s in samples]
+        return choose_threshold(probs, [np.asarray(s["mask"]) for s in samples])
+
     def instances_with(self, prediction: Prediction, settings: Mapping[str, Any] | None = None) -> np.ndarray:
         """The instances of ``prediction`` with the instance-step ``settings`` (e.g. those of
         :meth:`tune_postprocess`): :meth:`instances_from_maps` of its maps, or its own ``labels``
