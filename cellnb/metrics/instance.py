@@ -89,7 +89,8 @@ class OverlapTable:
 
 
 def overlap_table(true_labels, pred_labels) -> OverlapTable:
-    """Contingency table of two label images (one ``np.bincount`` over the pixel pairs).
+    """Contingency table of two label images (one ``np.bincount`` over the pixel pairs; ids go
+    through ``np.unique`` first only when they are too large to index the table directly).
 
     Args:
         true_labels: Integer label image, 0 = background.
@@ -104,10 +105,21 @@ def overlap_table(true_labels, pred_labels) -> OverlapTable:
         ([1, 2], [5], [[1], [1]])
     """
     true_arr, pred_arr = check_label_pair(true_labels, pred_labels)
-    true_vals, true_inv = np.unique(true_arr.ravel(), return_inverse=True)
-    pred_vals, pred_inv = np.unique(pred_arr.ravel(), return_inverse=True)
-    n_t, n_p = len(true_vals), len(pred_vals)
-    table = np.bincount(true_inv * n_p + pred_inv, minlength=n_t * n_p).reshape(n_t, n_p)
+    true_flat, pred_flat = true_arr.ravel(), pred_arr.ravel()
+    n_t = int(true_flat.max()) + 1 if true_flat.size else 1
+    n_p = int(pred_flat.max()) + 1 if pred_flat.size else 1
+    if n_t * n_p <= max(4 * true_flat.size, 1 << 16):
+        # ids small enough to index directly: one bincount, no sort (the common case: labels from
+        # skimage.measure.label or a watershed); ids that do not occur are dropped afterwards
+        full = np.bincount(true_flat.astype(np.int64) * n_p + pred_flat, minlength=n_t * n_p).reshape(n_t, n_p)
+        true_vals = np.flatnonzero(full.sum(axis=1)).astype(true_arr.dtype)
+        pred_vals = np.flatnonzero(full.sum(axis=0)).astype(pred_arr.dtype)
+        table = full[np.ix_(true_vals.astype(np.int64), pred_vals.astype(np.int64))]
+    else:  # sparse, large ids: relabel through np.unique first
+        true_vals, true_inv = np.unique(true_flat, return_inverse=True)
+        pred_vals, pred_inv = np.unique(pred_flat, return_inverse=True)
+        n_t, n_p = len(true_vals), len(pred_vals)
+        table = np.bincount(true_inv * n_p + pred_inv, minlength=n_t * n_p).reshape(n_t, n_p)
     true_areas, pred_areas = table.sum(axis=1), table.sum(axis=0)
     true_keep, pred_keep = true_vals != 0, pred_vals != 0
     return OverlapTable(

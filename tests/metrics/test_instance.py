@@ -130,3 +130,29 @@ def test_errors_name_the_problem():
         per_cell_dice(a, -a)
     with pytest.raises(ValueError, match=r"threshold must be in \(0, 1\]"):
         match_instances(a, a, threshold=0)
+
+
+def test_overlap_table_direct_and_sparse_ids_agree():
+    """Small ids index the table directly, huge ones go through np.unique: same table either way."""
+    from cellnb.metrics import overlap_table
+
+    rng = np.random.default_rng(3)
+    true = rng.integers(0, 6, size=(20, 20)).astype(np.int32)
+    pred = rng.integers(0, 9, size=(20, 20)).astype(np.int32)
+    pred[pred == 4] = 0  # an id that does not occur must not get a row or column
+    small = overlap_table(true, pred)
+    big = overlap_table(true * 10_000_000, pred * 3_000_000)  # 5e7 x 2.4e7 ids: the np.unique path
+    assert small.true_ids.tolist() == [1, 2, 3, 4, 5]
+    assert small.pred_ids.tolist() == [1, 2, 3, 5, 6, 7, 8]
+    assert big.true_ids.tolist() == [10_000_000 * i for i in small.true_ids]
+    assert big.pred_ids.tolist() == [3_000_000 * i for i in small.pred_ids]
+    for name in ("intersection", "true_areas", "pred_areas"):
+        assert np.array_equal(getattr(small, name), getattr(big, name)), name
+    hand = [[int(((true == t) & (pred == p)).sum()) for p in small.pred_ids] for t in small.true_ids]
+    assert small.intersection.tolist() == hand
+    assert small.true_areas.tolist() == [int((true == t).sum()) for t in small.true_ids]
+    # empty and bool images
+    empty = overlap_table(np.zeros((3, 3), np.uint16), np.zeros((3, 3), np.uint16))
+    assert empty.true_ids.size == 0 and empty.intersection.shape == (0, 0)
+    masks = overlap_table(np.eye(3, dtype=bool), np.ones((3, 3), bool))
+    assert masks.intersection.tolist() == [[3]] and masks.pred_areas.tolist() == [9]
