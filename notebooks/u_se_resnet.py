@@ -34,10 +34,14 @@ from cellnb.losses.u_se_resnet import power_schedule
 from cellnb.methods import get_method
 
 cfg, dev, run = config.start_chapter("u_se_resnet", exp.SETTINGS, profile=profile, device=device, seed=seed, data_root=data_root, num_threads=num_threads)
-work_dir = Path(cache_dir) if cache_dir else Path(tempfile.mkdtemp(prefix="cellnb_u_se_resnet_"))
+# the CTC folders (ground truth and results) go to cache_dir, or to a scratch folder removed after scoring
+scratch = None if cache_dir else tempfile.TemporaryDirectory(prefix="cellnb_u_se_resnet_")
+work_dir = Path(cache_dir) if cache_dir else Path(scratch.name)
 method = get_method("u_se_resnet")
 
 result, data_ = exp.run_experiment(cfg, seed, run.device, work_dir, progress=False)
+if scratch is not None:
+    scratch.cleanup()
 found = exp.record(run, result, cfg)
 run.metric("seconds_experiment", result.seconds)
 path = run.save()
