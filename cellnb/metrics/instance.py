@@ -112,9 +112,9 @@ def overlap_table(true_labels, pred_labels) -> OverlapTable:
         # ids small enough to index directly: one bincount, no sort (the common case: labels from
         # skimage.measure.label or a watershed); ids that do not occur are dropped afterwards
         full = np.bincount(true_flat.astype(np.int64) * n_p + pred_flat, minlength=n_t * n_p).reshape(n_t, n_p)
-        true_vals = np.flatnonzero(full.sum(axis=1)).astype(true_arr.dtype)
-        pred_vals = np.flatnonzero(full.sum(axis=0)).astype(pred_arr.dtype)
-        table = full[np.ix_(true_vals.astype(np.int64), pred_vals.astype(np.int64))]
+        true_present, pred_present = np.flatnonzero(full.sum(axis=1)), np.flatnonzero(full.sum(axis=0))
+        table = full[np.ix_(true_present, pred_present)]
+        true_vals, pred_vals = true_present.astype(true_arr.dtype), pred_present.astype(pred_arr.dtype)
     else:  # sparse, large ids: relabel through np.unique first
         true_vals, true_inv = np.unique(true_flat, return_inverse=True)
         pred_vals, pred_inv = np.unique(pred_flat, return_inverse=True)
