@@ -40,7 +40,7 @@ SETTINGS: dict[str, dict[str, Any]] = {
                   density_weight=0.5, faithful_steps=300,
                   # sim-to-real at 110 + 55 steps (was 150 + 75; seeds 0-2, this CPU): mean real-frame AJI 0.724 /
                   # 0.711 / 0.751 (generated only / real only / fine-tuned) against 0.732 / 0.734 / 0.756, all 9
-                  # models converged at both budgets, 4 (was 4) above the floor. The ablation stays at 250 steps:
+                  # models converged at both budgets, 4 above the floor (5 at 150 + 75). The ablation stays at 250 steps:
                   # at 180 two of its five models no longer converged and every AJI fell by 0.02-0.03
                   real_steps=110, real_finetune_steps=55, real_n_generated=20, real_batch=8, real_crop=48,
                   configs=["mc_unet", "mc_unet_no_density", "mc_unet_no_boundary", "mc_unet_baseline",
