@@ -115,15 +115,20 @@ def _in_channels(samples: Sequence[Mapping[str, Any]]) -> int:
 
 
 def validation_metrics(method, model, task: str, train: Sequence[Mapping[str, Any]], val: Sequence[Mapping[str, Any]],
-                       device: str = "cpu", post: Mapping[str, Any] | None = None) -> dict[str, Any]:
+                       device: str = "cpu", post: Mapping[str, Any] | None = None,
+                       predictions: Sequence[Any] | None = None) -> dict[str, Any]:
     """The model's validation metric per image next to its floor (constant mean count; Otsu + watershed;
     Otsu), with ``beats_floor`` from :func:`cellnb.verdicts.beats_floor`. ``post``: the instance-step
-    settings to score instances with (see :meth:`cellnb.methods.base.Method.tune_postprocess`)."""
+    settings to score instances with (see :meth:`cellnb.methods.base.Method.tune_postprocess`).
+    ``predictions``: the model's :class:`~cellnb.methods.base.Prediction` of each ``val`` image when
+    the caller has them already (None: predicted here)."""
     from cellnb import floors
     from cellnb.metrics import dice
     from cellnb.verdicts import beats_floor
 
-    preds = [method.predict(model, s["image"], task, device=device) for s in val]
+    preds = list(predictions) if predictions is not None else [method.predict(model, s["image"], task, device=device) for s in val]
+    if len(preds) != len(val):
+        raise ValueError(f"validation_metrics needs one prediction per validation image, got {len(preds)} for {len(val)}")
     if task == "count":
         true = np.array([s["count"] for s in val], float)
         model_err = np.abs(np.array([p.count for p in preds], float) - true)
@@ -283,10 +288,17 @@ def _train(args: argparse.Namespace) -> int:
     # the instance step's open settings (e.g. U-SE-ResNet's marker threshold) are chosen on the validation
     # images; the validation score below is then measured on the images it was chosen on (slightly optimistic)
     # a mask model's foreground threshold likewise (cellnb.postprocess.choose_threshold: 0.5 unless better)
-    post = method.tune_postprocess(model, val, device=device) if args.task == "instances" else {}
-    if args.task == "mask":
-        post = {"threshold": method.tune_mask_threshold(model, val, device=device)}
-    metrics = validation_metrics(method, model, args.task, train, val, device=device, post=post)
+    # (the validation images are predicted once, for the choice and for the score)
+    preds = [method.predict(model, s["image"], args.task, device=device) for s in val]
+    post: dict[str, Any] = {}
+    if args.task == "instances":
+        post = method.choose_postprocess([method.prediction_maps(p) for p in preds], [s["labels"] for s in val],
+                                         task="instances")
+    elif args.task == "mask":
+        from cellnb.postprocess import choose_threshold
+
+        post = {"threshold": choose_threshold([p.foreground for p in preds], [np.asarray(s["mask"]) for s in val])}
+    metrics = validation_metrics(method, model, args.task, train, val, device=device, post=post, predictions=preds)
     conv = convergence_report(history["val_loss"].tolist()) if "val_loss" in history else {"converged": False}
     card = {
         "format": CARD_FORMAT, "method": method.name, "paper": method.paper, "task": args.task, "size": cfg["size"],
@@ -299,6 +311,7 @@ def _train(args: argparse.Namespace) -> int:
         "validation": metrics,
         "postprocess": post,
         "training": {"seconds": round(seconds, 1), "converged": bool(conv["converged"]),
+                     "precision": history.attrs.get("precision", "float32"),
                      "best_step": history.attrs.get("best_step"), "stop_reason": history.attrs.get("stop_reason"),
                      "final_val_loss": float(history["val_loss"].iloc[-1]) if "val_loss" in history else None},
         "versions": versions(), "git_commit": git_commit(),

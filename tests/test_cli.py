@@ -57,6 +57,9 @@ def test_count_model_train_predict_export(folders, tmp_path):
     # the kept weights are those of the lowest validation loss, and the card says which step
     history = __import__("pandas").read_csv(model / "history.csv")
     assert card["training"]["best_step"] == int(history.loc[history["val_loss"].idxmin(), "step"])
+    from cellnb.utils import training_precision
+
+    assert card["training"]["precision"] == training_precision("bfloat16", "cpu")  # the U-Net's declared precision
     # the floor is what it says: mean training count against the validation counts
     val_counts = [truth[n] for n in card["data"]["val_images"]]
     train_mean = np.mean([c for n, c in truth.items() if n not in card["data"]["val_images"]])
