@@ -40,7 +40,7 @@ import torch
 from torch import nn
 from torch.utils._pytree import tree_leaves
 
-from cellnb.utils import device_name, select_device
+from cellnb.utils import autocast, device_name, native_bfloat16, select_device
 
 Shape = Sequence[int]
 
@@ -293,7 +293,7 @@ def summary(models: Mapping[str, nn.Module], input_shape: Shape | Mapping[str, S
 __all__ = ["count_params", "count_macs", "memory_traffic", "peak_memory", "benchmark", "summary"]
 
 
-TRAIN_VARIANTS = ("default", "channels_last", "compile")
+TRAIN_VARIANTS = ("default", "channels_last", "bfloat16", "compile")
 
 
 def _stand_in_loss(outputs: Any) -> torch.Tensor:
@@ -312,6 +312,9 @@ def train_speed(model_fn: Callable[[], nn.Module], input_shape: Shape, *, steps:
     - ``default``: the model as built, NCHW tensors;
     - ``channels_last``: the model's weights in ``torch.channels_last`` memory format, inputs NCHW
       as the data loaders give them (what :attr:`cellnb.methods.base.Method.memory_format` does);
+    - ``bfloat16``: the model as ``model_fn`` builds it (a method's declared memory format), its
+      forward pass under bfloat16 autocast (what ``Method.train_precision = "bfloat16"`` does); NaN
+      with a note where the device has no native bfloat16 (:func:`cellnb.utils.native_bfloat16`);
     - ``compile``: ``torch.compile(model)`` (inductor); its first steps (compilation) are timed
       apart as ``warmup_s``.
 
@@ -337,14 +340,20 @@ def train_speed(model_fn: Callable[[], nn.Module], input_shape: Shape, *, steps:
             model = model.to(memory_format=torch.contiguous_format)
         net = torch.compile(model) if v == "compile" else model
         opt = torch.optim.Adam(model.parameters(), lr=1e-4)
-        state[v] = {"net": net, "x": x, "opt": opt, "blocks": [], "note": "", "warmup_s": float("nan")}
+        note = "" if v != "bfloat16" or native_bfloat16(dev) else f"no native bfloat16 on {device_name(dev)}"
+        state[v] = {"net": net, "x": x, "opt": opt, "blocks": [], "note": note, "warmup_s": float("nan"),
+                    "precision": "bfloat16" if v == "bfloat16" else "float32"}
 
     def step(s: Mapping[str, Any]) -> None:
         s["opt"].zero_grad(set_to_none=True)
-        _stand_in_loss(s["net"](s["x"])).backward()
+        with autocast(s["precision"], dev):
+            out = s["net"](s["x"])
+        _stand_in_loss(out).backward()
         s["opt"].step()
 
     for v, s in state.items():
+        if s["note"]:
+            continue
         t0 = time.perf_counter()
         try:
             for _ in range(max(int(warmup), 1)):

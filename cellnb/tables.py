@@ -84,7 +84,8 @@ def provenance_line(record: dict[str, Any]) -> str:
     return (
         f"Profile **{record['profile']}** on **{record['device']}**, seed {record['seed']}, "
         f"commit `{record['git_commit'][:12]}`, started {record['started']}, "
-        f"{record['seconds']:.0f} s; torch {v.get('torch')}, numpy {v.get('numpy')}."
+        f"{record['seconds']:.0f} s; torch {v.get('torch')}, numpy {v.get('numpy')}"
+        + (f"; CPU bfloat16 {v['cpu_bfloat16']}" if v.get("cpu_bfloat16") and record["device"] == "cpu" else "") + "."
     )
 
 

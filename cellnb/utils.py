@@ -6,6 +6,7 @@ import os
 import platform
 import random
 import subprocess
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -60,6 +61,69 @@ def set_cpu_threads(num_threads: int | None, device: str = "auto") -> int:
     return torch.get_num_threads()
 
 
+#: Numeric precisions of a training forward pass (:func:`training_precision`).
+PRECISIONS = ("float32", "bfloat16")
+
+
+def native_bfloat16(device) -> bool:
+    """Whether ``device`` computes bfloat16 in hardware: a CUDA GPU that supports it, or a CPU with
+    AVX512-BF16 or AMX tiles (Intel Cooper Lake, Sapphire Rapids and later; AMD Zen 4 and later).
+    Elsewhere PyTorch emulates bfloat16 convolutions, which is slower than float32."""
+    import torch
+
+    device = torch.device(device)
+    if device.type == "cuda":
+        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    if device.type != "cpu":
+        return False
+    checks = (getattr(torch.cpu, "_is_avx512_bf16_supported", None), getattr(torch.cpu, "_is_amx_tile_supported", None))
+    return any(bool(check()) for check in checks if check is not None)
+
+
+def training_precision(requested: str, device) -> str:
+    """The precision a training forward pass runs in: ``requested`` (one of :data:`PRECISIONS`) where
+    ``device`` supports it natively (:func:`native_bfloat16`), otherwise ``"float32"``.
+
+    >>> training_precision("float32", "cpu")
+    'float32'
+    """
+    if requested not in PRECISIONS:
+        raise ValueError(f"unknown training precision {requested!r}; choose from {list(PRECISIONS)}")
+    if requested == "bfloat16" and not native_bfloat16(device):
+        return "float32"
+    return requested
+
+
+def autocast(precision: str, device):
+    """The context a training forward pass runs in: ``torch.autocast`` to bfloat16 for
+    ``"bfloat16"`` (convolutions and matrix products in bfloat16; weights, gradients and the optimiser
+    stay float32, and the loss is computed on float32 outputs), a null context for ``"float32"``."""
+    import contextlib
+
+    import torch
+
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown training precision {precision!r}; choose from {list(PRECISIONS)}")
+    if precision == "float32":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
+
+
+def float32_outputs(outputs):
+    """``outputs`` (a tensor, or a mapping of name -> tensor) with every floating tensor in float32:
+    a loss after an autocast forward pass then runs in full precision."""
+    import torch
+
+    def cast(value):
+        return value.float() if isinstance(value, torch.Tensor) and value.is_floating_point() else value
+
+    if isinstance(outputs, torch.Tensor):
+        return cast(outputs)
+    if isinstance(outputs, Mapping):
+        return {k: cast(v) for k, v in outputs.items()}
+    return outputs
+
+
 def device_name(device) -> str:
     """Human-readable device: ``cpu`` or the GPU's name (e.g. ``NVIDIA H100 80GB HBM3``)."""
     import torch
@@ -82,6 +146,8 @@ def versions() -> dict[str, str]:
     except Exception as err:  # recorded, not hidden: a broken torchvision shows in provenance
         out["torchvision"] = f"unavailable ({type(err).__name__})"
     out["cpu_threads"] = str(torch.get_num_threads())
+    # which precision a method declaring bfloat16 trains in on this CPU (training_precision)
+    out["cpu_bfloat16"] = "native" if native_bfloat16("cpu") else "emulated (training runs float32)"
     return out
 
 

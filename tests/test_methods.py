@@ -249,6 +249,39 @@ def test_fit_samples_is_deterministic():
     assert runs[0] == runs[1]
 
 
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
+def test_fit_samples_records_its_precision_and_bfloat16_changes_the_numbers(precision):
+    """The U-Net declares bfloat16; ``precision`` overrides it. Where the CPU has no native bfloat16
+    the run falls back to float32, and gives float32's numbers."""
+    from cellnb.utils import training_precision
+
+    method = get_method("unet")
+    assert method.train_precision == "bfloat16"
+    train = [sample(method, i) for i in range(3)]
+    curves = {}
+    for p in ("float32", precision):
+        torch.manual_seed(0)
+        model = method.build("slim", task="count")
+        h = fit_samples(method, model, train, [sample(method, 7)], "count", steps=4, batch_size=2, crop=32, lr=1e-3,
+                        seed=3, device="cpu", loss=None, progress=False, precision=p)
+        assert h.attrs["precision"] == training_precision(p, "cpu")
+        assert all(np.isfinite(h["val_loss"])) and all(p_.dtype == torch.float32 for p_ in model.parameters())
+        curves[p] = h["val_loss"].tolist()
+    assert (curves["float32"] == curves[precision]) == (training_precision(precision, "cpu") == "float32")
+
+
+def test_train_precision_must_be_known():
+    with pytest.raises(ValueError, match="train_precision"):
+        type("Odd", (Method,), {"train_precision": "float16"})
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_every_method_declares_a_known_training_precision(name):
+    from cellnb.utils import PRECISIONS
+
+    assert get_method(name).train_precision in PRECISIONS
+
+
 def test_unet_three_class_ceiling_separates_touching_disks():
     from cellnb import floors
     from cellnb.methods.unet import instances_from_maps

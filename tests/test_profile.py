@@ -95,3 +95,18 @@ def test_train_speed_rows_per_variant_and_errors():
     assert t.speedup.iloc[0] == 1.0 and (t.steps_per_s > 0).all() and (t.note == "").all()
     with pytest.raises(ValueError, match="unknown variants"):
         train_speed(lambda: torch.nn.Conv2d(1, 1, 1), (1, 1, 4, 4), variants=("fast",))
+
+
+def test_train_speed_bfloat16_is_measured_only_where_native(monkeypatch):
+    import torch
+
+    from cellnb import profile
+
+    for native in (True, False):
+        monkeypatch.setattr(profile, "native_bfloat16", lambda device, native=native: native)
+        t = profile.train_speed(lambda: torch.nn.Conv2d(2, 4, 3, padding=1), (2, 2, 8, 8), steps=2, warmup=1,
+                                repeats=1, variants=("default", "bfloat16")).set_index("variant")
+        assert (t.loc["bfloat16", "steps_per_s"] > 0) == native
+        assert (t.loc["bfloat16", "note"] == "") == native and t.loc["default", "steps_per_s"] > 0
+        if not native:
+            assert "no native bfloat16" in t.loc["bfloat16", "note"] and t.loc["bfloat16", "repeats"] == 0

@@ -50,7 +50,7 @@ def test_seed_everything_repeats():
 
 def test_versions_and_commit():
     v = utils.versions()
-    assert set(v) >= {"python", "torch", "torchvision", "numpy", "cpu_threads"}
+    assert set(v) >= {"python", "torch", "torchvision", "numpy", "cpu_threads", "cpu_bfloat16"}
     assert utils.git_commit() != ""
 
 
@@ -72,3 +72,28 @@ def test_git_commit_ignores_run_outputs_but_not_code(tmp_path, monkeypatch):
     assert not utils.git_commit().endswith("-dirty")  # a result file written by a run
     (repo / "cellnb" / "code.py").write_text("x = 2\n")
     assert utils.git_commit().endswith("-dirty")  # code changed
+
+
+def test_training_precision_falls_back_to_float32_without_native_bfloat16(monkeypatch):
+    assert utils.training_precision("float32", "cpu") == "float32"
+    with pytest.raises(ValueError, match="unknown training precision 'float16'"):
+        utils.training_precision("float16", "cpu")
+    monkeypatch.setattr(utils, "native_bfloat16", lambda device: False)
+    assert utils.training_precision("bfloat16", "cpu") == "float32"
+    monkeypatch.setattr(utils, "native_bfloat16", lambda device: True)
+    assert utils.training_precision("bfloat16", "cpu") == "bfloat16"
+
+
+def test_autocast_runs_convolutions_in_bfloat16_and_float32_outputs_casts_back():
+    conv = torch.nn.Conv2d(1, 2, 3)
+    x = torch.rand(1, 1, 8, 8)
+    with utils.autocast("float32", "cpu"):
+        assert conv(x).dtype == torch.float32
+    with utils.autocast("bfloat16", "cpu"):
+        y = conv(x)
+    assert y.dtype == torch.bfloat16
+    out = utils.float32_outputs({"density": y, "index": torch.arange(3), "name": "x"})
+    assert out["density"].dtype == torch.float32 and out["index"].dtype == torch.int64 and out["name"] == "x"
+    assert utils.float32_outputs(y).dtype == torch.float32
+    with pytest.raises(ValueError, match="unknown training precision"):
+        utils.autocast("half", "cpu")

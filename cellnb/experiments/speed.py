@@ -2,9 +2,10 @@
 
 For every trainable method of :mod:`cellnb.methods`, :func:`cellnb.profile.train_speed` times
 optimiser steps of its slim network (forward, backward, Adam) on batches of the chapters' crop
-size, with the weights in PyTorch's default (NCHW) layout and in ``channels_last``, and, for the
-methods of ``compile_methods``, under ``torch.compile``. The method's declared
-:attr:`~cellnb.methods.base.Method.memory_format` is checked against the measurement.
+size, with the weights in PyTorch's default (NCHW) layout and in ``channels_last``, in its declared
+layout under bfloat16 autocast, and, for the methods of ``compile_methods``, under ``torch.compile``.
+The method's declared :attr:`~cellnb.methods.base.Method.memory_format` and
+:attr:`~cellnb.methods.base.Method.train_precision` are checked against the measurement.
 """
 
 from __future__ import annotations
@@ -54,7 +55,8 @@ def input_shape(name: str, cfg: Mapping[str, Any]) -> tuple[int, int, int, int]:
 
 def measure(cfg: Mapping[str, Any], device: str = "cpu") -> pd.DataFrame:
     """One row per (method, variant): ``steps_per_s``, ``speedup`` over the default layout,
-    ``warmup_s`` (compilation, for ``compile``), the input shape and the declared format."""
+    ``warmup_s`` (compilation, for ``compile``), the input shape, the declared format and the declared
+    training precision."""
     from cellnb.methods import get_method
     from cellnb.profile import train_speed
 
@@ -64,11 +66,12 @@ def measure(cfg: Mapping[str, Any], device: str = "cpu") -> pd.DataFrame:
         m = get_method(name)
         task = m.primary_task
         shape = input_shape(name, cfg)
-        variants = ["default", "channels_last"] + (["compile"] if compile_for is None or name in compile_for else [])
+        variants = (["default", "channels_last", "bfloat16"]
+                    + (["compile"] if compile_for is None or name in compile_for else []))
         table = train_speed(lambda: m.build("slim", in_channels=shape[1], task=task), shape, steps=int(cfg["steps"]),
                             warmup=int(cfg["warmup"]), repeats=int(cfg["repeats"]), variants=variants, device=device)
-        rows += [{"method": name, "task": task, "input": "×".join(map(str, shape)), "declared": m.memory_format, **r}
-                 for r in table.to_dict("records")]
+        rows += [{"method": name, "task": task, "input": "×".join(map(str, shape)), "declared": m.memory_format,
+                  "declared_precision": m.train_precision, **r} for r in table.to_dict("records")]
     return pd.DataFrame(rows)
 
 
@@ -84,5 +87,27 @@ def format_check(table: pd.DataFrame) -> pd.DataFrame:
         out.append({"method": name, "NCHW steps/s": rate["default"], "channels_last steps/s": rate["channels_last"],
                     "speedup": rate["channels_last"] / rate["default"],
                     "faster": "channels_last" if rate["channels_last"] > rate["default"] else "contiguous",
+                    "declared": declared, "declared is fine": bool(mine >= (1 - TOLERANCE) * best)})
+    return pd.DataFrame(out)
+
+
+def precision_check(table: pd.DataFrame) -> pd.DataFrame:
+    """Per method: float32 and bfloat16-autocast training rates, both in the method's declared layout
+    (the ``bfloat16`` variant of :func:`cellnb.profile.train_speed` runs the model as built), the
+    faster one and whether the declared :attr:`~cellnb.methods.base.Method.train_precision` is within
+    :data:`TOLERANCE` of it. Where bfloat16 was not measured (no native bfloat16: training then runs
+    float32 whatever is declared) the declared precision is fine and ``faster`` is ``"float32"``."""
+    out = []
+    for name, g in table.groupby("method", sort=False):
+        rate = g.set_index("variant")["steps_per_s"]
+        fp32 = rate["channels_last"] if g["declared"].iloc[0] == "channels_last" else rate["default"]
+        bf16 = rate.get("bfloat16", float("nan"))
+        declared = g["declared_precision"].iloc[0]
+        measured = bool(np.isfinite(bf16))
+        mine = bf16 if declared == "bfloat16" and measured else fp32
+        best = max(fp32, bf16) if measured else fp32
+        out.append({"method": name, "float32 steps/s": fp32, "bfloat16 steps/s": bf16,
+                    "speedup": bf16 / fp32 if measured else float("nan"),
+                    "faster": "bfloat16" if measured and bf16 > fp32 else "float32",
                     "declared": declared, "declared is fine": bool(mine >= (1 - TOLERANCE) * best)})
     return pd.DataFrame(out)

@@ -6,7 +6,9 @@ A method is everything that defines a paper's recipe, in one place (the spirit o
 * ``tasks``: what it answers, a subset of :data:`TASKS` (``count``, ``mask``, ``instances``, ``sr``);
 * ``sizes``: named model sizes, ``"paper"`` (the published network) and the slim ones the profiles use;
 * :meth:`Method.build`: the network at a size, in the method's ``memory_format`` (``"channels_last"``
-  where that trains measurably faster on a CPU, see the speed chapter; else PyTorch's default);
+  where that trains measurably faster on a CPU, see the speed chapter; else PyTorch's default),
+  trained in its ``train_precision`` (bfloat16 autocast where that is measurably faster and the device
+  computes bfloat16 natively; else float32);
 * ``losses`` and :meth:`Method.loss`: the paper-faithful training loss first, then named fixed and
   ablation variants; the returned function follows :func:`cellnb.train.fit`'s contract
   ``loss_fn(outputs, batch) -> (total, parts)``;
@@ -30,6 +32,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from cellnb.utils import PRECISIONS
 
 __all__ = ["TASKS", "Prediction", "Method", "register_method", "get_method", "list_methods",
            "pad_to_multiple", "predict_tiled"]
@@ -159,6 +163,11 @@ class Method:
     #: ``"channels_last"`` (NHWC weights: convolutions then run and return channels-last even on
     #: NCHW inputs). Chosen per method from the measured training speed (the speed chapter).
     memory_format: ClassVar[str] = "contiguous"
+    #: precision of the forward pass while training with :func:`cellnb.methods.training.fit_samples`:
+    #: ``"float32"``, or ``"bfloat16"`` (autocast: bfloat16 convolutions; float32 weights, optimiser,
+    #: loss and prediction) where the device computes bfloat16 natively (:func:`cellnb.utils.native_bfloat16`),
+    #: float32 elsewhere. Chosen per method from the measured training speed (the speed chapter).
+    train_precision: ClassVar[str] = "float32"
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """Every subclass's :meth:`build` returns its network in the method's ``memory_format``."""
@@ -166,6 +175,9 @@ class Method:
         if cls.memory_format not in ("contiguous", "channels_last"):
             raise ValueError(f"{cls.__name__}.memory_format must be 'contiguous' or 'channels_last', "
                              f"got {cls.memory_format!r}")
+        if cls.train_precision not in PRECISIONS:
+            raise ValueError(f"{cls.__name__}.train_precision must be one of {list(PRECISIONS)}, "
+                             f"got {cls.train_precision!r}")
         raw = cls.__dict__.get("build")
         if raw is not None and not getattr(raw, "_sets_memory_format", False):
             @functools.wraps(raw)

@@ -192,7 +192,7 @@ def fit_samples(method, model: nn.Module, train_samples: Sequence[Mapping[str, A
                 loss: str | None = None, progress: bool = False, eval_every: int | None = None,
                 val_crops: int = 2, weight_decay: float = 0.0, grad_clip: float | None = None,
                 update_bn: bool = True, loss_kwargs: Mapping[str, Any] | None = None,
-                keep_best: bool = False) -> pd.DataFrame:
+                keep_best: bool = False, precision: str | None = None) -> pd.DataFrame:
     """Train ``model`` (built by ``method``) for ``steps`` optimiser steps; returns the history.
 
     One row per evaluation: ``step``, ``train_loss`` (mean over the steps since the previous
@@ -205,9 +205,15 @@ def fit_samples(method, model: nn.Module, train_samples: Sequence[Mapping[str, A
     (``attrs["best_step"]``, ``attrs["best_val_loss"]``) before BatchNorm is recalibrated; the
     history still lists every evaluation. The chapters train a fixed budget (``keep_best=False``,
     the last weights); ``python -m cellnb.train`` keeps the best.
+
+    ``precision``: the training forward pass's precision (None: the method's
+    :attr:`~cellnb.methods.base.Method.train_precision`), resolved by
+    :func:`cellnb.utils.training_precision` (bfloat16 autocast only where the device computes it
+    natively) and recorded as ``attrs["precision"]``. The loss, the validation loss, BatchNorm
+    recalibration and prediction run in float32.
     """
     from cellnb.train import _EarlyStopping, recalibrate_batchnorm
-    from cellnb.utils import select_device
+    from cellnb.utils import autocast, float32_outputs, select_device, training_precision
 
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
@@ -218,6 +224,7 @@ def fit_samples(method, model: nn.Module, train_samples: Sequence[Mapping[str, A
     if crop is not None and method.multiple > 1 and crop % method.multiple:
         raise ValueError(f"crop {crop} is not a multiple of {method.name}'s size multiple {method.multiple}")
     device = select_device(device) if not isinstance(device, torch.device) else device
+    precision = training_precision(method.train_precision if precision is None else precision, device)
     method.check_task(task)
     loss_fn = method.loss(loss, task, **dict(loss_kwargs or {}))
     train = [prepare_sample(method, s, task) for s in train_samples]
@@ -280,7 +287,9 @@ def fit_samples(method, model: nn.Module, train_samples: Sequence[Mapping[str, A
         t_step = time.perf_counter()
         current_lr = float(opt.param_groups[0]["lr"])
         opt.zero_grad(set_to_none=True)
-        total, parts = loss_fn(model(batch["image"]), batch)
+        with autocast(precision, device):
+            out = model(batch["image"])
+        total, parts = loss_fn(float32_outputs(out), batch)
         parts = _parts(parts)
         if not torch.isfinite(total.detach()).all():
             shown = ", ".join(f"{k}={v:.4g}" for k, v in parts.items()) or "none"
@@ -314,5 +323,5 @@ def fit_samples(method, model: nn.Module, train_samples: Sequence[Mapping[str, A
         bn = recalibrate_batchnorm(model, [train_batch()["image"] for _ in range(n_bn)], device)
     model.eval()
     history.attrs.update({"steps_per_s": steps / max(train_time, 1e-9), "train_s": time.perf_counter() - t0,
-                          "bn_recalibrated": bool(bn), "stop_reason": "completed"})
+                          "bn_recalibrated": bool(bn), "stop_reason": "completed", "precision": precision})
     return history
