@@ -126,9 +126,7 @@ def validation_metrics(method, model, task: str, train: Sequence[Mapping[str, An
     from cellnb.metrics import dice
     from cellnb.verdicts import beats_floor
 
-    preds = list(predictions) if predictions is not None else [method.predict(model, s["image"], task, device=device) for s in val]
-    if len(preds) != len(val):
-        raise ValueError(f"validation_metrics needs one prediction per validation image, got {len(preds)} for {len(val)}")
+    preds = method.predict_samples(model, list(val), task, device=device, predictions=predictions)
     if task == "count":
         true = np.array([s["count"] for s in val], float)
         model_err = np.abs(np.array([p.count for p in preds], float) - true)
@@ -289,15 +287,12 @@ def _train(args: argparse.Namespace) -> int:
     # images; the validation score below is then measured on the images it was chosen on (slightly optimistic)
     # a mask model's foreground threshold likewise (cellnb.postprocess.choose_threshold: 0.5 unless better)
     # (the validation images are predicted once, for the choice and for the score)
-    preds = [method.predict(model, s["image"], args.task, device=device) for s in val]
+    preds = method.predict_samples(model, val, args.task, device=device)
     post: dict[str, Any] = {}
     if args.task == "instances":
-        post = method.choose_postprocess([method.prediction_maps(p) for p in preds], [s["labels"] for s in val],
-                                         task="instances")
+        post = method.tune_postprocess(model, val, device=device, predictions=preds)
     elif args.task == "mask":
-        from cellnb.postprocess import choose_threshold
-
-        post = {"threshold": choose_threshold([p.foreground for p in preds], [np.asarray(s["mask"]) for s in val])}
+        post = {"threshold": method.tune_mask_threshold(model, val, device=device, predictions=preds)}
     metrics = validation_metrics(method, model, args.task, train, val, device=device, post=post, predictions=preds)
     conv = convergence_report(history["val_loss"].tolist()) if "val_loss" in history else {"converged": False}
     card = {

@@ -371,6 +371,19 @@ def test_tune_postprocess_chooses_on_the_models_predictions_of_the_given_samples
     assert choice in method.postprocess_options("instances")
     preds = [method.predict(model, s["image"], "instances") for s in samples]
     assert choice == method.choose_postprocess([method.prediction_maps(p) for p in preds], [s["labels"] for s in samples])
+    # the caller's predictions are used as they are (no model needed), and must be one per sample
+    assert method.tune_postprocess(None, samples, predictions=preds) == choice
+    with pytest.raises(ValueError, match="one prediction per sample, got 1 for 2"):
+        method.tune_postprocess(None, samples, predictions=preds[:1])
+
+
+def test_tune_mask_threshold_uses_the_given_predictions():
+    method = get_method("unet")
+    mask = np.zeros((16, 16), np.uint8)
+    mask[4:12, 4:12] = 1
+    prob = np.where(mask > 0, 0.9, 0.65).astype(np.float32)  # background at 0.65: 0.5-0.6 flood it, 0.7 does not
+    preds = [Prediction(foreground=prob)]
+    assert method.tune_mask_threshold(None, [{"image": prob, "mask": mask}], predictions=preds) == 0.7
 
 
 def test_unet_chooses_a_higher_foreground_threshold_when_its_background_is_uncalibrated():

@@ -290,25 +290,40 @@ class Method:
 
     def tune_postprocess(self, model: nn.Module, samples: list[Mapping[str, Any]], *, device: str | torch.device = "cpu",
                          options: list[dict[str, Any]] | None = None, task: str = "instances",
-                         **predict_kwargs: Any) -> dict[str, Any]:
+                         predictions: list[Prediction] | None = None, **predict_kwargs: Any) -> dict[str, Any]:
         """:meth:`choose_postprocess` on ``model``'s predictions of annotated ``samples`` (``image``,
         ``labels``: validation images, never test ones); ``predict_kwargs`` go to :meth:`predict`.
         ``task`` is what the model predicts: ``"instances"``, or ``"mask"`` for a foreground-only
-        method whose instances are :meth:`instances_from_maps` of its foreground."""
-        preds = [self.predict(model, s["image"], task, device=device, **predict_kwargs) for s in samples]
+        method whose instances are :meth:`instances_from_maps` of its foreground. ``predictions``:
+        the caller's predictions of ``samples`` for ``task``, if it has them (None: predicted here)."""
+        preds = self.predict_samples(model, samples, task, device=device, predictions=predictions, **predict_kwargs)
         return self.choose_postprocess([self.prediction_maps(p) for p in preds], [s["labels"] for s in samples],
                                        options=options, task=task)
 
     def tune_mask_threshold(self, model: nn.Module, samples: list[Mapping[str, Any]], *,
-                            device: str | torch.device = "cpu", **predict_kwargs: Any) -> float:
+                            device: str | torch.device = "cpu", predictions: list[Prediction] | None = None,
+                            **predict_kwargs: Any) -> float:
         """The foreground threshold of ``model`` for its ``mask`` task, chosen on annotated ``samples``
         (``image``, ``mask``: validation images, never test ones) by
         :func:`cellnb.postprocess.choose_threshold` (best mean Dice; 0.5 unless another is strictly
-        better); ``predict_kwargs`` go to :meth:`predict`. The mask-task twin of :meth:`tune_postprocess`."""
+        better); ``predict_kwargs`` go to :meth:`predict`, ``predictions`` as in :meth:`tune_postprocess`.
+        The mask-task twin of :meth:`tune_postprocess`."""
         from cellnb.postprocess import choose_threshold
 
-        probs = [self.predict(model, s["image"], "mask", device=device, **predict_kwargs).foreground for s in samples]
-        return choose_threshold(probs, [np.asarray(s["mask"]) for s in samples])
+        preds = self.predict_samples(model, samples, "mask", device=device, predictions=predictions, **predict_kwargs)
+        return choose_threshold([p.foreground for p in preds], [np.asarray(s["mask"]) for s in samples])
+
+    def predict_samples(self, model: nn.Module, samples: list[Mapping[str, Any]], task: str | None = None, *,
+                        device: str | torch.device = "cpu", predictions: list[Prediction] | None = None,
+                        **predict_kwargs: Any) -> list[Prediction]:
+        """:meth:`predict` of every sample's ``image``, or ``predictions`` when the caller has them
+        already (checked: one per sample), so that a choice and a score on the same validation images
+        share one prediction of each."""
+        if predictions is None:
+            return [self.predict(model, s["image"], task, device=device, **predict_kwargs) for s in samples]
+        if len(predictions) != len(samples):
+            raise ValueError(f"need one prediction per sample, got {len(predictions)} for {len(samples)} samples")
+        return list(predictions)
 
     def instances_with(self, prediction: Prediction, settings: Mapping[str, Any] | None = None) -> np.ndarray:
         """The instances of ``prediction`` with the instance-step ``settings`` (e.g. those of
