@@ -15,7 +15,8 @@ Conventions
   same seed, the same model initialisation and a DataLoader with a seeded ``generator`` give
   identical histories (except the ``seconds`` column).
 - Mixed precision (``torch.autocast`` float16 + ``GradScaler``) runs on CUDA only; on CPU
-  ``amp`` is ignored.
+  ``amp`` is ignored, and :func:`fit`'s ``precision="bfloat16"`` runs bfloat16 autocast where the
+  CPU computes it natively (:func:`cellnb.utils.training_precision`).
 - Progress: with ``progress=True`` one summary line per epoch goes to stdout; when stderr is
   a terminal and ``CELLNB_PROGRESS`` is not ``"0"`` a tqdm bar with the live loss also runs
   during each epoch (cleared at its end). Headless runs (papermill, CI) get the lines only;
@@ -438,6 +439,7 @@ def fit(
     momentum: float = 0.9,
     scheduler: Any = None,
     amp: bool = True,
+    precision: str = "float32",
     grad_clip: float | None = None,
     checkpoint_path: str | os.PathLike | None = None,
     resume: bool = False,
@@ -466,7 +468,17 @@ def fit(
     step and loss parts. With ``update_bn`` (default) BatchNorm statistics are re-estimated over
     the training images once training ends (:func:`recalibrate_batchnorm`); the history's
     ``attrs["bn_recalibrated"]`` says whether that happened.
+
+    Precision of the training forward pass: with ``amp`` on CUDA, float16 autocast and a
+    ``GradScaler``; otherwise ``precision`` (a method's
+    :attr:`~cellnb.methods.base.Method.train_precision`), resolved by
+    :func:`cellnb.utils.training_precision`: bfloat16 autocast only where the device computes it
+    natively, the loss then on float32 outputs (:func:`cellnb.utils.float32_outputs`). Validation
+    runs in float32. ``attrs["precision"]`` records what ran (``"float16"``, ``"bfloat16"`` or
+    ``"float32"``).
     """
+    from cellnb.utils import autocast, float32_outputs, training_precision
+
     if epochs < 0:
         raise ValueError(f"epochs must be >= 0, got {epochs}")
     device = select_device(device) if not isinstance(device, torch.device) else device
@@ -486,6 +498,8 @@ def fit(
     sched = _make_scheduler(scheduler, opt, epochs, len(train_loader) if per_step else 1, lr)
     use_amp = bool(amp) and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    # without CUDA float16 amp: the requested precision where the device has it natively
+    bf16_precision = "float32" if use_amp else training_precision(precision, device)
     stopper = _EarlyStopping(**early_stopping) if early_stopping else None
     mode = _progress_mode(progress) if rank0 else "off"
     rows: list[dict[str, Any]] = []
@@ -527,9 +541,14 @@ def fit(
         for step, batch in enumerate(train_loader, start=1):
             batch = _to_device(batch, device)
             opt.zero_grad(set_to_none=True)
-            with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
-                outputs = net(batch["image"])
-                total, parts = loss_fn(outputs, batch)
+            if use_amp:
+                with torch.autocast(device_type=device.type, dtype=torch.float16):
+                    outputs = net(batch["image"])
+                    total, parts = loss_fn(outputs, batch)
+            else:
+                with autocast(bf16_precision, device):
+                    outputs = net(batch["image"])
+                total, parts = loss_fn(float32_outputs(outputs), batch)
             parts = _as_float_parts(parts)
             _check_finite(total, parts, epoch, step)
             scaler.scale(total).backward()
@@ -616,6 +635,7 @@ def fit(
     history = pd.DataFrame(rows)
     history.attrs["stop_reason"] = stop_reason
     history.attrs["world_size"] = world
+    history.attrs["precision"] = "float16" if use_amp else bf16_precision
     history.attrs["bn_recalibrated"] = bool(update_bn) and recalibrate_batchnorm(
         model, (batch["image"] for batch in train_loader), device)
     if distributed and history.attrs["bn_recalibrated"]:
@@ -892,6 +912,7 @@ def fit_gan(
     history = pd.DataFrame(rows)
     history.attrs["stop_reason"] = stop_reason
     history.attrs["world_size"] = world
+    history.attrs["precision"] = "float16" if use_amp else "float32"
     history.attrs["bn_recalibrated"] = bool(update_bn) and recalibrate_batchnorm(
         generator, (batch["image"] for batch in train_loader), device)
     if distributed and history.attrs["bn_recalibrated"]:
