@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from cellnb.methods import TASKS, Method, Prediction, get_method, list_methods
-from cellnb.methods.training import augment, collate, fit_samples, instance_centres, prepare_sample
+from cellnb.methods.training import augment, collate, fit_samples, instance_centres, prepare_sample, toy_sample
 
 METHODS = list_methods()
 TRAINABLE = [n for n in METHODS if get_method(n).trainable]
@@ -20,29 +20,12 @@ GENERIC_CASES = [(n, t) for n, t in TRAIN_CASES if type(get_method(n)).train is 
 
 
 def _disks(size: int = 64, seed: int = 0, n: int = 6) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[:size, :size]
-    labels = np.zeros((size, size), np.int32)
-    for k in range(1, n + 1):
-        cy, cx = rng.uniform(8, size - 8, 2)
-        labels[(yy - cy) ** 2 + (xx - cx) ** 2 <= rng.uniform(3, 6) ** 2] = k
-    return labels
+    return toy_sample(get_method("unet"), seed, (size, size), n)["labels"]
 
 
 def sample(method: Method, seed: int = 0, shape: tuple[int, int] | None = None) -> dict:
-    """One annotated sample every method can read: image, labels, mask, points; RGB with a
-    high-resolution / low-resolution pair for methods that take colour or super-resolve."""
-    if shape is None:
-        shape = (128, 128) if method.sr_scale > 1 else (64, 64)
-    labels = _disks(max(shape), seed)[: shape[0], : shape[1]]
-    rng = np.random.default_rng(seed)
-    gray = (0.1 + 0.8 * (labels > 0) + 0.05 * rng.standard_normal(shape)).clip(0, 1).astype(np.float32)
-    s = {"image": gray, "labels": labels, "mask": (labels > 0).astype(np.uint8), "points": instance_centres(labels)}
-    if "sr" in method.tasks or method.sr_scale > 1:  # image = the HR image, lr = its 4x box average
-        rgb = np.stack([gray, 0.5 * gray, 1 - gray]).astype(np.float32)
-        lr = torch.nn.functional.interpolate(torch.from_numpy(rgb)[None], scale_factor=0.25, mode="area")[0].numpy()
-        s.update(hr=rgb, lr=lr, image=rgb)
-    return s
+    """:func:`cellnb.methods.training.toy_sample`: one annotated sample every method can read."""
+    return toy_sample(method, seed, shape)
 
 
 def _model(name: str, task: str | None, seed: int = 0):
@@ -99,6 +82,11 @@ def test_trains_with_its_own_recipe(name, task):
     history = method.train(model, train, val, task, steps=12, batch_size=2, crop=64, seed=0, device="cpu")
     assert "val_loss" in history and len(history) >= 1
     assert np.isfinite(np.asarray(history["val_loss"], float)).all()
+    # the loop honours the declared precision (float32 where this CPU would only emulate bfloat16)
+    from cellnb.utils import training_precision
+
+    assert history.attrs["precision"] == training_precision(method.train_precision, "cpu")
+    assert all(p.dtype == torch.float32 for p in model.parameters())
 
 
 @pytest.mark.parametrize("name,task", GENERIC_CASES)

@@ -301,7 +301,7 @@ def train_end_to_end(sr_model: nn.Module, splits: Mapping[str, Mapping[str, np.n
                        joint_loss("ce_dice", float(cfg["e2e_sr_weight"])), steps=int(cfg["e2e_steps"]),
                        batch=int(cfg["seg_batch"]), crop=int(cfg["seg_crop"]), lr=float(cfg["seg_lr"]) / 3,
                        val_arrays=keys(va), val_crop=128, evals=int(cfg["evals"]), seed=seed + 29, device=device,
-                       progress=progress)
+                       progress=progress, precision=get_method("mobilesr_tinyunet").train_precision)
     pred = predict_masks(pipeline, te["lr"], "ce_dice", int(cfg["eval_batch"]), device)
     sr = super_resolve_batch(pipeline.sr, te["lr"], int(cfg["eval_batch"]), device)
     return {"rows": pd.DataFrame(segmentation_rows(pred, te["mask"], te["labels"])), "history": hist,

@@ -190,7 +190,7 @@ def train(name: str, train_samples: Sequence[dict], val_samples: Sequence[dict],
     t0 = time.perf_counter()
     history = fit_crops(model, loss_fn, train_samples, val_samples, steps=steps, batch_size=cfg["batch_size"],
                         crop=cfg["crop"], lr=cfg["lr"], betas=BETAS, n_evals=cfg["n_evals"], val_crops=cfg["val_crops"],
-                        seed=seed, device=device)
+                        seed=seed, device=device, precision=METHOD.train_precision)
     return model, history, time.perf_counter() - t0
 
 

@@ -374,13 +374,16 @@ class ELMGAN(Method):
 
         Returns the history: ``epoch``, ``step``, ``train_loss``, ``val_loss`` (NH loss without the
         adversarial term on fixed tiles of ``val_samples``), the loss parts, ``seconds``; attributes
-        ``steps_per_s`` and ``seconds`` (training time, validation excluded).
+        ``steps_per_s``, ``seconds`` (training time, validation excluded) and ``precision``: ``"no_gan"``
+        trains in ``precision`` (default :attr:`train_precision`) through :func:`cellnb.train.fit`; the GAN
+        loop :func:`cellnb.train.fit_gan` has no bfloat16 path and trains in float32 on the CPU.
         """
         from cellnb import train as T
         from cellnb.utils import seed_everything
 
         self.check_task(task)
         variant = loss or self.losses[0]
+        precision = kwargs.pop("precision", self.train_precision)
         crop = int(crop or self.tile)
         if crop % _model_multiple(model):
             raise ValueError(f"crop {crop} is not a multiple of the model's size multiple {_model_multiple(model)}")
@@ -425,7 +428,7 @@ class ELMGAN(Method):
                 hist[f"val_{key}"] = [r[key] for r in val_rows]
         else:
             hist = T.fit(model, loader, self.loss(variant), epochs=evals, lr=lr, betas=(0.5, 0.999),
-                         scheduler="onecycle", device=device, progress=progress,
+                         scheduler="onecycle", device=device, progress=progress, precision=precision,
                          epoch_callback=lambda e, g: validate(g), **kwargs)
             hist["val_loss"] = [r["loss"] for r in val_rows]
             for key in ("g_l1", "g_count"):

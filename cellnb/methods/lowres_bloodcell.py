@@ -165,12 +165,14 @@ class PairedPatches(Dataset):
 def fit_patches(model: nn.Module, arrays: Mapping[str, np.ndarray], factors: Mapping[str, int], loss_fn: Callable, *,
                 steps: int, batch: int, crop: int, lr: float, val_arrays: Mapping[str, np.ndarray] | None = None,
                 val_crop: int | None = None, evals: int = 16, seed: int = 0, device: Any = "cpu",
-                progress: bool = False) -> Any:
+                progress: bool = False, precision: str = "float32") -> Any:
     """Train on random aligned crops for ``steps`` optimiser steps (Adam, one-cycle learning rate to
     ``lr``), evaluating the loss on fixed validation crops ``evals`` times (``cellnb.train.fit``'s
     epochs of ``steps // evals`` steps; fresh crops every epoch). BatchNorm statistics are re-estimated
     over the training batches at the end. The history gets ``attrs["steps_per_s"]`` (optimiser steps per
-    second of the epochs' wall time, their periodic validation included) and ``attrs["steps"]``."""
+    second of the epochs' wall time, their periodic validation included) and ``attrs["steps"]``.
+    ``precision``: the forward pass's precision (``cellnb.train.fit``'s; the caller passes its method's
+    :attr:`~cellnb.methods.base.Method.train_precision`), recorded as ``attrs["precision"]``."""
     from cellnb import train
 
     evals = max(1, min(int(evals), int(steps)))
@@ -198,7 +200,8 @@ def fit_patches(model: nn.Module, arrays: Mapping[str, np.ndarray], factors: Map
     torch.manual_seed(seed)
     t0 = time.perf_counter()
     history = train.fit(model, loader, loss_fn, epochs=evals, lr=lr, val_loader=val_loader, device=device, amp=False,
-                        progress=progress, scheduler="onecycle", epoch_callback=next_epoch, update_bn=True)
+                        precision=precision, progress=progress, scheduler="onecycle", epoch_callback=next_epoch,
+                        update_bn=True)
     wall = time.perf_counter() - t0
     train_s = float(history["seconds"].sum()) if "seconds" in history else wall
     history.attrs["steps"] = per_epoch * evals
@@ -287,6 +290,8 @@ class MobileSRMethod(Method):
 
     name = "mobilesr"
     memory_format = "channels_last"  # measured faster to train on the CPU (the speed chapter)
+    # float32: in the chapter's own loop (crops of 32-48 px) bfloat16 autocast trained 4-20 % slower on
+    # this CPU (quick, 2 jobs x 1 thread) although the speed chapter's benchmark measures it faster
     paper = "MobileSR (sunny2109/MobileSR-NTIRE2022) in HanYingLee/Low-Resolution-Blood-Cell-Segmentation v1"
     tasks = ("sr",)
     sizes = {"paper": dict(n_feats=40, n_heads=8, ratios=(4, 2, 2, 2, 4), window=8),
@@ -338,7 +343,8 @@ class MobileSRMethod(Method):
         return fit_patches(model, {"image": stack(tr, "lr"), "hr": stack(tr, "hr")}, {"image": SCALE, "hr": 1},
                            self.loss(loss), steps=steps, batch=batch_size, crop=int(crop or 32), lr=lr,
                            val_arrays=None if va is None else {"image": stack(va, "lr"), "hr": stack(va, "hr")},
-                           val_crop=kwargs.get("val_crop", 128), evals=evals, seed=seed, device=device, progress=progress)
+                           val_crop=kwargs.get("val_crop", 128), evals=evals, seed=seed, device=device, progress=progress,
+                           precision=kwargs.get("precision", self.train_precision))
 
 
 @register_method
@@ -347,6 +353,8 @@ class TinyUNetMethod(Method):
 
     name = "tiny_unet"
     memory_format = "channels_last"  # measured faster to train on the CPU (the speed chapter)
+    # float32: in the chapter's own loop (crops of 32-48 px) bfloat16 autocast trained 4-20 % slower on
+    # this CPU (quick, 2 jobs x 1 thread) although the speed chapter's benchmark measures it faster
     paper = "TinyU-Net (Chen et al., MICCAI 2024) in HanYingLee/Low-Resolution-Blood-Cell-Segmentation v1"
     tasks = ("mask",)
     sizes = {"paper": dict(widths=(64, 128, 256, 512), bn_momentum=0.03),
@@ -391,7 +399,8 @@ class TinyUNetMethod(Method):
         va = arrays(val_samples) if val_samples else None
         return fit_patches(model, arrays(train_samples), {"image": 1, "mask": 1}, self.loss(loss), steps=steps,
                            batch=batch_size, crop=int(crop or 48), lr=lr, val_arrays=va,
-                           val_crop=kwargs.get("val_crop", 128), evals=evals, seed=seed, device=device, progress=progress)
+                           val_crop=kwargs.get("val_crop", 128), evals=evals, seed=seed, device=device, progress=progress,
+                           precision=kwargs.get("precision", self.train_precision))
 
 
 @register_method
@@ -406,6 +415,8 @@ class MobileSRTinyUNet(Method):
 
     name = "mobilesr_tinyunet"
     memory_format = "channels_last"  # measured faster to train on the CPU (the speed chapter)
+    # float32: in the chapter's own loop (crops of 32-48 px) bfloat16 autocast trained 4-20 % slower on
+    # this CPU (quick, 2 jobs x 1 thread) although the speed chapter's benchmark measures it faster
     paper = "HanYingLee/Low-Resolution-Blood-Cell-Segmentation v1 (MobileSR ×4 → TinyU-Net)"
     tasks = ("sr", "mask")
     sizes = {"paper": {"sr": "paper", "seg": "paper"}, "slim": {"sr": "slim", "seg": "slim"}}
@@ -467,9 +478,11 @@ class MobileSRTinyUNet(Method):
         ``stage`` column (``sr`` / ``seg``); ``attrs`` holds each stage's history and steps/s."""
         import pandas as pd
 
+        # ``precision`` (else each stage's own train_precision) goes to both stages
+        stage_kwargs = {"precision": kwargs["precision"]} if "precision" in kwargs else {}
         sr_hist = MobileSRMethod().train(model.sr, train_samples, val_samples, steps=int(sr_steps or steps),
                                          batch_size=sr_batch, crop=sr_crop, lr=sr_lr, seed=seed, device=device,
-                                         progress=progress, evals=evals)
+                                         progress=progress, evals=evals, **stage_kwargs)
 
         def enhanced(samples):
             lr_imgs = np.stack([MobileSRMethod().targets(s)["lr"] for s in samples])
@@ -478,9 +491,11 @@ class MobileSRTinyUNet(Method):
 
         seg_hist = TinyUNetMethod().train(model.seg, enhanced(train_samples), enhanced(val_samples) if val_samples else [],
                                           steps=steps, batch_size=batch_size, crop=crop, lr=lr, seed=seed + 1,
-                                          device=device, loss=loss, progress=progress, evals=evals)
+                                          device=device, loss=loss, progress=progress, evals=evals, **stage_kwargs)
         history = pd.concat([sr_hist.assign(stage="sr"), seg_hist.assign(stage="seg")], ignore_index=True)
+        stages = {sr_hist.attrs.get("precision"), seg_hist.attrs.get("precision")}
         history.attrs.update({"sr_history": sr_hist, "seg_history": seg_hist,
+                              "precision": stages.pop() if len(stages) == 1 else "mixed",
                               "sr_steps_per_s": sr_hist.attrs.get("steps_per_s"),
                               "seg_steps_per_s": seg_hist.attrs.get("steps_per_s")})
         return history

@@ -186,6 +186,8 @@ class MCUNetMethod(Method):
 
     name = "mc_unet"
     memory_format = "channels_last"  # measured faster to train on the CPU (the speed chapter)
+    # float32: in its own loop bfloat16 autocast measured 0.99x and 1.10x on a CPU with AMX (GroupNorm
+    # runs float32 under autocast, so every block casts back and forth), and its quick chapter was no faster
     paper = "Jin et al., Joint Feature Learning for Cell Segmentation Based on Multi-scale Convolutional U-Net (BIBM 2022)"
     tasks = ("count", "mask", "instances")
     sizes = {
@@ -344,6 +346,7 @@ class MCUNetMethod(Method):
                                              shuffle=True, generator=generator, drop_last=True)
         val_loader = torch.utils.data.DataLoader(DictDataset(val_items, keys=keys), batch_size=max(1, len(val_items)))
         loss_fn = self.loss(loss, **dict(loss_kwargs or {}))
+        kwargs.setdefault("precision", self.train_precision)
         history = fit(model, loader, loss_fn, epochs=evals, lr=lr, val_loader=val_loader, scheduler="onecycle",
                       device=device, amp=False, progress=progress, **kwargs)
         history["step"] = history["epoch"] * per_epoch

@@ -40,7 +40,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-__all__ = ["prepare_sample", "augment", "collate", "fit_samples", "instance_centres", "evaluation_steps"]
+__all__ = ["prepare_sample", "augment", "collate", "fit_samples", "instance_centres", "evaluation_steps", "toy_sample"]
 
 
 def evaluation_steps(steps: int, n_evals: int) -> set[int]:
@@ -75,6 +75,32 @@ def instance_centres(labels: np.ndarray) -> np.ndarray:
         return np.zeros((0, 2), np.float32)
     centres = ndimage.center_of_mass(np.ones_like(labels, dtype=np.float32), labels, ids)
     return np.asarray(centres, np.float32).reshape(-1, 2)
+
+
+def toy_sample(method, seed: int = 0, shape: tuple[int, int] | None = None, n_cells: int = 6) -> dict[str, np.ndarray]:
+    """One small annotated sample every registered method can train on: ``n_cells`` disks (radius 3-6 px)
+    as ``labels``, a noisy grey ``image``, its ``mask`` and ``points`` (the disks' centres); for a method
+    that takes colour or super-resolves, ``image`` and ``hr`` are an RGB version and ``lr`` its 4×
+    box average. ``shape`` defaults to 128² for super-resolving methods and 64² otherwise. For
+    registry-wide tests and the speed chapter's training-loop timings, not for results."""
+    if shape is None:
+        shape = (128, 128) if method.sr_scale > 1 else (64, 64)
+    size = max(shape)
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size]
+    labels = np.zeros((size, size), np.int32)
+    for k in range(1, int(n_cells) + 1):
+        cy, cx = rng.uniform(8, size - 8, 2)
+        labels[(yy - cy) ** 2 + (xx - cx) ** 2 <= rng.uniform(3, 6) ** 2] = k
+    labels = labels[: shape[0], : shape[1]]
+    rng = np.random.default_rng(seed)
+    gray = (0.1 + 0.8 * (labels > 0) + 0.05 * rng.standard_normal(shape)).clip(0, 1).astype(np.float32)
+    sample = {"image": gray, "labels": labels, "mask": (labels > 0).astype(np.uint8), "points": instance_centres(labels)}
+    if "sr" in method.tasks or method.sr_scale > 1:
+        rgb = np.stack([gray, 0.5 * gray, 1 - gray]).astype(np.float32)
+        lr = torch.nn.functional.interpolate(torch.from_numpy(rgb)[None], scale_factor=0.25, mode="area")[0].numpy()
+        sample.update(hr=rgb, lr=lr, image=rgb)
+    return sample
 
 
 def _dots(sample: Mapping[str, Any], shape: tuple[int, int]) -> np.ndarray | None:
