@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from cellnb.experiments import speed
 
@@ -24,19 +25,50 @@ def test_format_check_allows_the_tolerance():
     assert check["declared is fine"].to_dict() == {"a": True, "b": True, "c": False}
 
 
-def test_precision_check_compares_in_the_declared_layout():
+def test_precision_check_reads_the_training_loops_rates():
     table = _table([
-        # bfloat16 1.5x the channels-last float32 rate (not the NCHW one): declared bfloat16 is right
-        ("unet", "channels_last", "bfloat16", {"default": 4.0, "channels_last": 10.0, "bfloat16": 15.0}),
+        # bfloat16 1.5x float32 in its loop: declared bfloat16 is right
+        ("unet", "channels_last", "bfloat16", {"float32": 10.0, "bfloat16": 15.0}),
         # float32 declared but bfloat16 is 1.2x: wrong
-        ("ssr", "contiguous", "float32", {"default": 10.0, "channels_last": 8.0, "bfloat16": 12.0}),
+        ("ssr", "contiguous", "float32", {"float32": 10.0, "bfloat16": 12.0}),
         # bfloat16 declared but slower: wrong
-        ("gan", "contiguous", "bfloat16", {"default": 10.0, "channels_last": 8.0, "bfloat16": 8.5}),
-        # no native bfloat16 (not measured): training runs float32 whatever is declared
-        ("mc", "contiguous", "bfloat16", {"default": 5.0, "channels_last": 6.0, "bfloat16": np.nan}),
+        ("gan", "contiguous", "bfloat16", {"float32": 10.0, "bfloat16": 8.5}),
+        # float32 declared, bfloat16 only 1.05x: within the tolerance
+        ("sr", "contiguous", "float32", {"float32": 10.0, "bfloat16": 10.5}),
+        # not measured (no native bfloat16, or no bfloat16 path): training runs float32 whatever is declared
+        ("mc", "contiguous", "bfloat16", {"float32": 5.0, "bfloat16": np.nan}),
     ])
     check = speed.precision_check(table).set_index("method")
     assert check.loc["unet", "float32 steps/s"] == 10.0 and check.loc["unet", "speedup"] == 1.5
     assert check.loc["ssr", "faster"] == "bfloat16" and check.loc["gan", "faster"] == "float32"
     assert np.isnan(check.loc["mc", "speedup"]) and check.loc["mc", "faster"] == "float32"
-    assert check["declared is fine"].to_dict() == {"unet": True, "ssr": False, "gan": False, "mc": True}
+    assert check["declared is fine"].to_dict() == {"unet": True, "ssr": False, "gan": False, "sr": True, "mc": True}
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_loop_precision_times_each_methods_own_loop(native, monkeypatch):
+    """Each method's ``train`` runs in both precisions where bfloat16 is native; a loop that cannot run
+    bfloat16 (ELMGAN's GAN loop) and an emulating CPU give NaN with a note, never a made-up rate."""
+    from cellnb import utils
+
+    monkeypatch.setattr(utils, "native_bfloat16", lambda device: native)
+    cfg = dict(methods=["unet", "elmgan"], crop=32, batch_size=2, loop_steps=4, loop_repeats=1,
+               loop_shapes={"unet": (48, 2)})
+    table = speed.loop_precision(cfg, device="cpu").set_index(["method", "variant"])
+    assert table.loc[("unet", "float32"), "steps_per_s"] > 0 and table.loc[("unet", "float32"), "ran"] == "float32"
+    assert table.loc[("unet", "float32"), "crop"] == 48
+    if native:
+        assert table.loc[("unet", "bfloat16"), "steps_per_s"] > 0 and table.loc[("unet", "bfloat16"), "ran"] == "bfloat16"
+        assert np.isnan(table.loc[("elmgan", "bfloat16"), "steps_per_s"])
+        assert "no bfloat16 path" in table.loc[("elmgan", "bfloat16"), "note"]
+    else:
+        assert ("unet", "bfloat16") not in table.index or np.isnan(table.loc[("unet", "bfloat16"), "steps_per_s"])
+    assert table.loc[("elmgan", "float32"), "crop"] % speed_multiple("elmgan") == 0
+    if not native:  # everything trains float32, whatever is declared
+        assert speed.precision_check(table.reset_index())["declared is fine"].all()
+
+
+def speed_multiple(name):
+    from cellnb.methods import get_method
+
+    return get_method(name).multiple

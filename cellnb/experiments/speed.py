@@ -2,10 +2,17 @@
 
 For every trainable method of :mod:`cellnb.methods`, :func:`cellnb.profile.train_speed` times
 optimiser steps of its slim network (forward, backward, Adam) on batches of the chapters' crop
-size, with the weights in PyTorch's default (NCHW) layout and in ``channels_last``, in its declared
-layout under bfloat16 autocast, and, for the methods of ``compile_methods``, under ``torch.compile``.
-The method's declared :attr:`~cellnb.methods.base.Method.memory_format` and
-:attr:`~cellnb.methods.base.Method.train_precision` are checked against the measurement.
+size, with the weights in PyTorch's default (NCHW) layout and in ``channels_last``, and, for the
+methods of ``compile_methods``, under ``torch.compile``; the method's declared
+:attr:`~cellnb.methods.base.Method.memory_format` is checked against it (:func:`format_check`).
+
+The training precision is decided in the method's own training loop (:func:`loop_precision`):
+``method.train`` on :func:`cellnb.methods.training.toy_sample` images, in float32 and under bfloat16
+autocast, at the chapters' crops and batches, data preparation, validation and BatchNorm
+recalibration included. A stand-in step (forward, backward, Adam) measured some networks faster in
+bfloat16 whose loops were not (MobileSR 1.36x against 1.01x, MC-Unet 1.13x against 0.99x, this CPU),
+so :func:`precision_check` compares the declared
+:attr:`~cellnb.methods.base.Method.train_precision` with the loop's rates.
 """
 
 from __future__ import annotations
@@ -19,14 +26,20 @@ NAME = "speed"
 HEADLINE = ("n_methods", "n_channels_last", "median_channels_last_speedup")
 SETTINGS: dict[str, dict[str, Any]] = {
     "smoke": dict(methods=["unet", "u_se_resnet"], batch_size=2, crop=32, steps=2, warmup=1, repeats=1,
-                  compile_methods=[]),
+                  compile_methods=[], loop_steps=4, loop_repeats=1, loop_shapes={}),
     # blocks of 16 steps: 8-step blocks under a second were too noisy on the shared 2-core machine
     # (one run put U-SE-ResNet's channels-last speed-up at 0.85×, another at 1.22×)
     # 3 blocks, not 5, to fit the book's budget: measured here, the chapter's measurement took 112 s
     # instead of about 200 s; the channels-last speed-ups read 1.10-1.37x (1.15-1.21x with 5 blocks) and
     # every method's declared format stayed within the 10 % tolerance (ELMGAN 1.01x, 1.04x with 5)
-    "quick": dict(methods=None, batch_size=8, crop=64, steps=16, warmup=2, repeats=3, compile_methods=["unet"]),
-    "full": dict(methods=None, batch_size=8, crop=256, steps=20, warmup=5, repeats=5, compile_methods=None),
+    # training loops: 60 steps, float32 and bfloat16 interleaved twice, the median; crop and batch per
+    # method as its chapter trains at quick (others: crop, batch_size)
+    "quick": dict(methods=None, batch_size=8, crop=64, steps=16, warmup=2, repeats=3, compile_methods=["unet"],
+                  loop_steps=60, loop_repeats=2,
+                  loop_shapes={"mobilesr": (32, 16), "tiny_unet": (48, 8), "mobilesr_tinyunet": (48, 8),
+                               "mc_unet": (48, 8)}),
+    "full": dict(methods=None, batch_size=8, crop=256, steps=20, warmup=5, repeats=5, compile_methods=None,
+                 loop_steps=100, loop_repeats=3, loop_shapes={}),
 }
 #: input channels of the blood-smear methods (RGB)
 RGB_METHODS = ("tiny_unet", "mobilesr", "mobilesr_tinyunet")
@@ -66,7 +79,7 @@ def measure(cfg: Mapping[str, Any], device: str = "cpu") -> pd.DataFrame:
         m = get_method(name)
         task = m.primary_task
         shape = input_shape(name, cfg)
-        variants = (["default", "channels_last", "bfloat16"]
+        variants = (["default", "channels_last"]
                     + (["compile"] if compile_for is None or name in compile_for else []))
         table = train_speed(lambda: m.build("slim", in_channels=shape[1], task=task), shape, steps=int(cfg["steps"]),
                             warmup=int(cfg["warmup"]), repeats=int(cfg["repeats"]), variants=variants, device=device)
@@ -96,16 +109,71 @@ def format_check(table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
+def loop_precision(cfg: Mapping[str, Any], device: str = "cpu") -> pd.DataFrame:
+    """Steps per second of each trainable method's own training loop in float32 and in bfloat16
+    autocast: ``method.train(..., precision=...)`` for ``cfg["loop_steps"]`` steps on six
+    :func:`cellnb.methods.training.toy_sample` images of 128² (one more for validation), its slim
+    network in its declared memory format, at ``cfg["loop_shapes"][name]`` = (crop, batch) or
+    ``(cfg["crop"], cfg["batch_size"])``, the crop rounded up to the method's size multiple. The rate is the steps over the wall time of the whole
+    ``train`` call; the two precisions alternate ``cfg["loop_repeats"]`` times and the median counts.
+
+    One row per (method, variant): ``steps_per_s``, ``ran`` (the precision the loop recorded in
+    ``history.attrs["precision"]``), the declared ``declared_precision``, ``crop``, ``batch`` and
+    ``note``. ``bfloat16`` is NaN with a note where the device has no native bfloat16, or where the
+    loop did not run it (its ``ran`` is then float32)."""
+    import time
+
+    import torch
+
+    from cellnb.methods import get_method
+    from cellnb.methods.training import toy_sample
+    from cellnb.utils import device_name, native_bfloat16, select_device
+
+    dev = select_device(device)
+    native = native_bfloat16(dev)
+    steps, repeats = int(cfg["loop_steps"]), max(int(cfg["loop_repeats"]), 1)
+    rows = []
+    for name in methods(cfg):
+        m = get_method(name)
+        crop, batch = cfg.get("loop_shapes", {}).get(name, (cfg["crop"], cfg["batch_size"]))
+        crop = int(np.ceil(int(crop) / m.multiple) * m.multiple)  # what the network takes
+        train = [toy_sample(m, i, (128, 128)) for i in range(6)]
+        val = [toy_sample(m, 9, (128, 128))]
+        in_channels = int(m.normalize(train[0]["image"]).shape[0])
+        timed: dict[str, list[float]] = {"float32": [], "bfloat16": []}
+        ran: dict[str, str] = {}
+        for _ in range(repeats):
+            for precision in ("float32", "bfloat16") if native else ("float32",):
+                torch.manual_seed(0)
+                model = m.build("slim", in_channels=in_channels, task=m.primary_task)
+                t0 = time.perf_counter()
+                history = m.train(model, train, val, m.primary_task, steps=steps, batch_size=int(batch), crop=int(crop),
+                                  seed=0, device=dev, precision=precision)
+                timed[precision].append(steps / (time.perf_counter() - t0))
+                ran[precision] = str(history.attrs.get("precision", "float32"))
+        for precision, rates in timed.items():
+            note = ""
+            if precision == "bfloat16" and not native:
+                note = f"no native bfloat16 on {device_name(dev)}"
+            elif precision == "bfloat16" and ran.get(precision) != "bfloat16":
+                note = f"its training loop ran {ran.get(precision)}: no bfloat16 path"
+            rows.append({"method": name, "variant": precision, "steps_per_s": float(np.median(rates)) if rates and not note
+                         else float("nan"), "ran": ran.get(precision, ""), "declared_precision": m.train_precision,
+                         "crop": int(crop), "batch": int(batch), "note": note})
+    return pd.DataFrame(rows)
+
+
 def precision_check(table: pd.DataFrame) -> pd.DataFrame:
-    """Per method: float32 and bfloat16-autocast training rates, both in the method's declared layout
-    (the ``bfloat16`` variant of :func:`cellnb.profile.train_speed` runs the model as built), the
-    faster one and whether the declared :attr:`~cellnb.methods.base.Method.train_precision` is within
-    :data:`TOLERANCE` of it. Where bfloat16 was not measured (no native bfloat16: training then runs
-    float32 whatever is declared) the declared precision is fine and ``faster`` is ``"float32"``."""
+    """Per method, from :func:`loop_precision`'s table: the float32 and bfloat16-autocast rates of its
+    training loop, the faster one and whether the declared
+    :attr:`~cellnb.methods.base.Method.train_precision` is within :data:`TOLERANCE` of it. Where
+    bfloat16 was not measured (no native bfloat16, or a loop without a bfloat16 path: training then
+    runs float32 whatever is declared) the declared precision is fine and ``faster`` is
+    ``"float32"``."""
     out = []
     for name, g in table.groupby("method", sort=False):
         rate = g.set_index("variant")["steps_per_s"]
-        fp32 = rate["channels_last"] if g["declared"].iloc[0] == "channels_last" else rate["default"]
+        fp32 = rate["float32"]
         bf16 = rate.get("bfloat16", float("nan"))
         declared = g["declared_precision"].iloc[0]
         measured = bool(np.isfinite(bf16))
