@@ -23,7 +23,7 @@ from skimage.measure import label as cc_label
 from skimage.morphology import remove_small_holes, remove_small_objects
 from skimage.segmentation import relabel_sequential, watershed
 
-__all__ = ["MASK_THRESHOLDS", "binarize", "choose_threshold", "remove_small_labels", "markers_watershed",
+__all__ = ["MASK_THRESHOLDS", "binarize", "choose_threshold", "first_best", "remove_small_labels", "markers_watershed",
            "connected_components"]
 
 #: Foreground thresholds :func:`choose_threshold` picks from on validation images; the first (0.5,
@@ -43,6 +43,28 @@ def _check_map(prob: np.ndarray, name: str) -> np.ndarray:
 def binarize(prob: np.ndarray, threshold: float = 0.5) -> np.ndarray:
     """``prob > threshold`` as bool (probabilities, not logits)."""
     return _check_map(prob, "prob") > threshold
+
+
+def first_best(candidates, score, tolerance: float = 1e-9):
+    """The candidate of ``candidates`` with the highest ``score(candidate)``; a later candidate
+    replaces the current choice only if it scores more than ``tolerance`` higher, so ties (and
+    float noise) keep the earlier one. The one rule behind :func:`choose_threshold` and
+    :meth:`cellnb.methods.base.Method.choose_postprocess`: the first candidate is the default.
+
+    >>> first_best([0.5, 0.3, 0.4], lambda t: {0.5: 0.8, 0.3: 0.8, 0.4: 0.9}[t])
+    0.4
+    >>> first_best(["a", "b"], lambda c: 1.0)
+    'a'
+    """
+    candidates = list(candidates)
+    if not candidates:
+        raise ValueError("first_best needs at least one candidate")
+    best, choice = -np.inf, candidates[0]
+    for candidate in candidates:
+        value = float(score(candidate))
+        if value > best + tolerance:
+            best, choice = value, candidate
+    return choice
 
 
 def choose_threshold(probs, masks, thresholds=MASK_THRESHOLDS) -> float:
@@ -69,12 +91,8 @@ def choose_threshold(probs, masks, thresholds=MASK_THRESHOLDS) -> float:
     for p, m in zip(probs, masks):
         if np.shape(p) != np.shape(m):
             raise ValueError(f"a probability map and its mask differ in shape: {np.shape(p)} vs {np.shape(m)}")
-    best, choice = -np.inf, thresholds[0]
-    for t in thresholds:
-        value = float(np.mean([dice(binarize(p, t), np.asarray(m) > 0) for p, m in zip(probs, masks)]))
-        if value > best + 1e-9:
-            best, choice = value, t
-    return choice
+    return first_best(thresholds, lambda t: float(np.mean([dice(binarize(p, t), np.asarray(m) > 0)
+                                                           for p, m in zip(probs, masks)])))
 
 
 def remove_small_labels(labels: np.ndarray, min_size: int) -> np.ndarray:

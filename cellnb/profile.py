@@ -332,6 +332,10 @@ def train_speed(model_fn: Callable[[], nn.Module], input_shape: Shape, *, steps:
     x = torch.rand(shape, generator=g).to(dev)
     state: dict[str, dict[str, Any]] = {}
     for v in variants:
+        note = "" if v != "bfloat16" or native_bfloat16(dev) else f"no native bfloat16 on {device_name(dev)}"
+        if note:  # not measured here: no model to build
+            state[v] = {"blocks": [], "note": note, "warmup_s": float("nan")}
+            continue
         torch.manual_seed(seed)
         model = model_fn().to(dev).train()
         if v == "channels_last":
@@ -340,8 +344,7 @@ def train_speed(model_fn: Callable[[], nn.Module], input_shape: Shape, *, steps:
             model = model.to(memory_format=torch.contiguous_format)
         net = torch.compile(model) if v == "compile" else model
         opt = torch.optim.Adam(model.parameters(), lr=1e-4)
-        note = "" if v != "bfloat16" or native_bfloat16(dev) else f"no native bfloat16 on {device_name(dev)}"
-        state[v] = {"net": net, "x": x, "opt": opt, "blocks": [], "note": note, "warmup_s": float("nan"),
+        state[v] = {"net": net, "x": x, "opt": opt, "blocks": [], "note": "", "warmup_s": float("nan"),
                     "precision": "bfloat16" if v == "bfloat16" else "float32"}
 
     def step(s: Mapping[str, Any]) -> None:

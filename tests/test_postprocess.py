@@ -86,3 +86,14 @@ def test_the_chapters_choose_on_the_frames_they_are_given(monkeypatch):
     assert len(seen) == 2 and all(s is frames[0]["image"] for s in seen)
     crisp = [{"image": truth.astype(np.float32) * 0.9, "mask": truth.astype(np.uint8)}]
     assert stub.tune_mask_threshold(None, crisp, tile=8) == 0.5  # calibrated: the papers' 0.5 stays
+
+
+def test_first_best_keeps_the_earlier_candidate_unless_another_is_strictly_better():
+    from cellnb.postprocess import first_best
+
+    scores = {"a": 0.5, "b": 0.5 + 1e-12, "c": 0.7, "d": 0.7}
+    assert first_best("abcd", scores.get) == "c"  # b is float noise above a; d only ties c
+    assert first_best("ab", scores.get) == "a"
+    assert first_best("ab", scores.get, tolerance=0.0) == "b"  # with no tolerance, 1e-12 above a is better
+    with pytest.raises(ValueError, match="at least one candidate"):
+        first_best([], scores.get)

@@ -104,8 +104,10 @@ def test_train_speed_bfloat16_is_measured_only_where_native(monkeypatch):
 
     for native in (True, False):
         monkeypatch.setattr(profile, "native_bfloat16", lambda device, native=native: native)
-        t = profile.train_speed(lambda: torch.nn.Conv2d(2, 4, 3, padding=1), (2, 2, 8, 8), steps=2, warmup=1,
-                                repeats=1, variants=("default", "bfloat16")).set_index("variant")
+        built = []
+        t = profile.train_speed(lambda: built.append(1) or torch.nn.Conv2d(2, 4, 3, padding=1), (2, 2, 8, 8),
+                                steps=2, warmup=1, repeats=1, variants=("default", "bfloat16")).set_index("variant")
+        assert len(built) == (2 if native else 1)  # a variant that is not measured builds no model
         assert (t.loc["bfloat16", "steps_per_s"] > 0) == native
         assert (t.loc["bfloat16", "note"] == "") == native and t.loc["default", "steps_per_s"] > 0
         if not native:

@@ -271,6 +271,7 @@ class Method:
         validation images, never test ones. A tie keeps the earlier option: the first one wins
         unless another is strictly better."""
         from cellnb import floors
+        from cellnb.postprocess import first_best
 
         options = list(self.postprocess_options(task) if options is None else options)
         if not options:
@@ -280,13 +281,9 @@ class Method:
                              f"and {len(labels)} label images")
         if len(options) == 1:
             return dict(options[0])
-        best, choice = -np.inf, options[0]
-        for option in options:
-            value = float(np.mean([floors.instance_scores(true, self.instances_from_maps(m, **option))[metric]
-                                   for m, true in zip(maps, labels)]))
-            if value > best + 1e-9:
-                best, choice = value, option
-        return dict(choice)
+        return dict(first_best(options, lambda option: np.mean(
+            [floors.instance_scores(true, self.instances_from_maps(m, **option))[metric]
+             for m, true in zip(maps, labels)])))
 
     def tune_postprocess(self, model: nn.Module, samples: list[Mapping[str, Any]], *, device: str | torch.device = "cpu",
                          options: list[dict[str, Any]] | None = None, task: str = "instances",
