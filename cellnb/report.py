@@ -50,15 +50,22 @@ def banner(run: Run) -> None:
 
 
 def show_table(df: pd.DataFrame, caption: str | None = None, floatfmt: str = "{:.4g}", index: bool = False) -> None:
-    """Display a DataFrame as a compact HTML table with an optional caption."""
+    """Display a DataFrame as a compact HTML table with an optional caption (:func:`table_html`)."""
     from IPython.display import HTML, display
 
-    styler = df.style.format(precision=4, formatter={c: floatfmt for c in df.select_dtypes("number").columns})
+    display(HTML(table_html(df, caption, floatfmt, index)))
+
+
+def table_html(df: pd.DataFrame, caption: str | None = None, floatfmt: str = "{:.4g}", index: bool = False) -> str:
+    """``df`` as compact HTML: numbers through ``floatfmt``, a missing value (NaN, None: not measured
+    here, e.g. a bfloat16 rate on a CPU without native bfloat16) as "—" rather than "nan"."""
+    styler = df.style.format(precision=4, formatter={c: floatfmt for c in df.select_dtypes("number").columns},
+                             na_rep="—")
     if not index:
         styler = styler.hide(axis="index")
     if caption:
         styler = styler.set_caption(caption)
-    display(HTML(styler.to_html()))
+    return styler.to_html()
 
 
 def verdict(holds: bool | None) -> str:
