@@ -45,6 +45,19 @@ def test_distance_watershed_splits_two_touching_disks():
     assert floors.instance_scores(labels, pred)["ap50"] == 1.0
 
 
+def test_distance_watershed_drops_specks_smaller_than_min_size_and_keeps_the_cells():
+    labels = two_touching_disks()
+    mask = labels > 0
+    specks = np.zeros_like(mask)
+    specks[1, 1] = specks[1, 5:7] = specks[5:8, 1] = True  # 1, 2 and 3 px, apart from the disks
+    assert not (specks & mask).any()
+    noisy = floors.distance_watershed(mask | specks, min_distance=3, min_size=4)
+    assert noisy.max() == 2 and not noisy[specks].any()  # the disks, and no speck of 1-3 px
+    assert (noisy > 0).sum() == (floors.distance_watershed(mask, min_distance=3, min_size=4) > 0).sum()
+    kept = floors.distance_watershed(mask | specks, min_distance=3, min_size=1)
+    assert kept.max() == 5 and kept[specks].all()  # min_size 1 keeps every speck as an object
+
+
 def test_oracle_maps_and_ceiling():
     labels = two_touching_disks()
     maps = floors.oracle_maps(labels, erosion=2)
