@@ -40,7 +40,7 @@ import torch
 from torch import nn
 from torch.utils._pytree import tree_leaves
 
-from cellnb.utils import autocast, device_name, native_bfloat16, select_device
+from cellnb.utils import autocast, bfloat16_note, device_name, select_device
 
 Shape = Sequence[int]
 
@@ -332,7 +332,7 @@ def train_speed(model_fn: Callable[[], nn.Module], input_shape: Shape, *, steps:
     x = torch.rand(shape, generator=g).to(dev)
     state: dict[str, dict[str, Any]] = {}
     for v in variants:
-        note = "" if v != "bfloat16" or native_bfloat16(dev) else f"no native bfloat16 on {device_name(dev)}"
+        note = bfloat16_note(dev) if v == "bfloat16" else ""
         if note:  # not measured here: no model to build
             state[v] = {"blocks": [], "note": note, "warmup_s": float("nan")}
             continue

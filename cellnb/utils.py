@@ -80,6 +80,12 @@ def native_bfloat16(device) -> bool:
     return any(bool(check()) for check in checks if check is not None)
 
 
+def bfloat16_note(device) -> str:
+    """Why bfloat16 is not measured on ``device``: ``"no native bfloat16 on <device>"`` where
+    :func:`native_bfloat16` is false, else ``""`` (the note of the speed tables' bfloat16 rows)."""
+    return "" if native_bfloat16(device) else f"no native bfloat16 on {device_name(device)}"
+
+
 def training_precision(requested: str, device) -> str:
     """The precision a training forward pass runs in: ``requested`` (one of :data:`PRECISIONS`) where
     ``device`` supports it natively (:func:`native_bfloat16`), otherwise ``"float32"``.

@@ -100,10 +100,10 @@ def test_train_speed_rows_per_variant_and_errors():
 def test_train_speed_bfloat16_is_measured_only_where_native(monkeypatch):
     import torch
 
-    from cellnb import profile
+    from cellnb import profile, utils
 
     for native in (True, False):
-        monkeypatch.setattr(profile, "native_bfloat16", lambda device, native=native: native)
+        monkeypatch.setattr(utils, "native_bfloat16", lambda device, native=native: native)
         built = []
         t = profile.train_speed(lambda: built.append(1) or torch.nn.Conv2d(2, 4, 3, padding=1), (2, 2, 8, 8),
                                 steps=2, warmup=1, repeats=1, variants=("default", "bfloat16")).set_index("variant")

@@ -84,6 +84,13 @@ def test_training_precision_falls_back_to_float32_without_native_bfloat16(monkey
     assert utils.training_precision("bfloat16", "cpu") == "bfloat16"
 
 
+def test_bfloat16_note_names_the_device_only_where_bfloat16_is_emulated(monkeypatch):
+    monkeypatch.setattr(utils, "native_bfloat16", lambda device: True)
+    assert utils.bfloat16_note("cpu") == ""
+    monkeypatch.setattr(utils, "native_bfloat16", lambda device: False)
+    assert utils.bfloat16_note("cpu") == f"no native bfloat16 on {utils.device_name('cpu')}"
+
+
 def test_autocast_runs_convolutions_in_bfloat16_and_float32_outputs_casts_back():
     conv = torch.nn.Conv2d(1, 2, 3)
     x = torch.rand(1, 1, 8, 8)

@@ -127,7 +127,7 @@ def loop_precision(cfg: Mapping[str, Any], device: str = "cpu") -> pd.DataFrame:
 
     from cellnb.methods import get_method
     from cellnb.methods.training import toy_sample
-    from cellnb.utils import device_name, native_bfloat16, select_device
+    from cellnb.utils import bfloat16_note, native_bfloat16, select_device
 
     dev = select_device(device)
     native = native_bfloat16(dev)
@@ -154,7 +154,7 @@ def loop_precision(cfg: Mapping[str, Any], device: str = "cpu") -> pd.DataFrame:
         for precision, rates in timed.items():
             note = ""
             if precision == "bfloat16" and not native:
-                note = f"no native bfloat16 on {device_name(dev)}"
+                note = bfloat16_note(dev)
             elif precision == "bfloat16" and ran.get(precision) != "bfloat16":
                 note = f"its training loop ran {ran.get(precision)}: no bfloat16 path"
             rows.append({"method": name, "variant": precision, "steps_per_s": float(np.median(rates)) if rates and not note
