@@ -202,6 +202,10 @@ def load_model(model_dir: str | Path, device: str = "cpu"):
     model = method.build(card["size"], in_channels=card["in_channels"], task=card["task"], **card.get("build", {}))
     state = torch.load(model_dir / CHECKPOINT, map_location=device, weights_only=True)
     model.load_state_dict(state)
+    if method.predicts_in_training_tiles:  # its tile protocol predicts in tiles of the training crop
+        from cellnb.methods.base import remember_training_crop
+
+        remember_training_crop(model, int(card["settings"]["crop"]))
     return method, model.to(device).eval(), card
 
 
@@ -260,6 +264,11 @@ def _train(args: argparse.Namespace) -> int:
                                             channel=args.channel, dot_colour=colour)
     except userdata.UserDataError as exc:
         raise CliError(str(exc)) from None
+    try:  # the method's own targets say whether these annotations are enough (SSRNet's map needs masks)
+        method.targets(samples[0], args.task)
+    except KeyError as exc:
+        raise CliError(f"method {args.method!r} cannot learn task {args.task!r} from these annotations: "
+                       f"{exc.args[0] if exc.args else exc}") from None
     cfg = dict(PROFILE_SETTINGS[args.profile])
     if args.steps is not None:
         cfg["steps"] = int(args.steps)
@@ -270,7 +279,7 @@ def _train(args: argparse.Namespace) -> int:
     crop = cfg["crop"]
     while crop > smallest and crop > 2 * method.multiple:
         crop //= 2
-    crop -= crop % max(method.multiple, 1)
+    crop = max(crop - crop % max(method.multiple, 1), method.multiple)  # the network's size multiple, at least one
     device = select_device(args.device)
     seed_everything(args.seed)
     in_channels = 1  # images are read as grey, or one channel (--channel)
@@ -365,7 +374,8 @@ def predict_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--images", required=True, help="folder of images or a glob pattern ('data/*.tif')")
     parser.add_argument("--out", required=True)
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--tile", type=int, default=512, help="tile size for large images (overlapping tiles)")
+    parser.add_argument("--tile", type=int, default=512, help="tile size for large images (overlapping tiles); a method that counts by "
+                        "the tile protocol (SSRNet, ELMGAN) predicts in tiles of its training crop instead")
     parser.add_argument("--overwrite", action="store_true")
     return _run(parser, argv, _predict)
 
@@ -395,7 +405,10 @@ def _predict(args: argparse.Namespace) -> int:
             except userdata.UserDataError as exc:
                 failed.append(f"{path.name}: {exc}")
                 continue
-            pred = method.predict(model, image, task, device=device, tile=args.tile)
+            # --tile cuts large images for the methods that tile freely; a tile-protocol method
+            # predicts in tiles of its training crop (Method.predicts_in_training_tiles)
+            tile = None if method.predicts_in_training_tiles else args.tile
+            pred = method.predict(model, image, task, device=device, tile=tile)
             stem = path.stem
             labels = method.instances_with(pred, card.get("postprocess")) if task == "instances" else pred.labels
             points = None

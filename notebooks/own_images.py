@@ -128,6 +128,9 @@ plt.show()
 # `cellnb.predict` reads every image of a folder (or a glob pattern), tiles large images with
 # overlap, and writes `counts.csv`, an overlay per image (and label or mask TIFFs for the instance and
 # mask tasks). An image it cannot read is named and skipped, and the command then exits with status 1.
+# SSRNet and ELMGAN count with a global count head whose pooling averages, so they always predict in
+# tiles of the crop they were trained on (the model card records it), whatever `--tile` says; they learn
+# their maps from masks, so they train from `--labels`, not from `--points` alone.
 
 # %% tags=["remove-cell"]
 pred_dir = work / "predictions"

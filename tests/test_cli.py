@@ -84,6 +84,35 @@ def test_count_model_train_predict_export(folders, tmp_path):
     assert "rdf.yaml" in names and any(n.endswith(".pt") for n in names) and any(n.endswith(".npy") for n in names)
 
 
+def test_a_tile_protocol_count_model_predicts_in_tiles_of_its_training_crop(folders, tmp_path):
+    """SSRNet's count head counts a training crop whatever its input size: the CLI's --tile (512 by
+    default, for large images) does not apply; it predicts in tiles of the crop on the card."""
+    root, truth = folders
+    model_dir = tmp_path / "ssrnet_count"
+    r = run("cellnb.train", "--method", "ssrnet", "--task", "count", "--images", str(root / "count_images"),
+            "--points", str(root / "points"), "--out", str(model_dir), "--profile", "smoke")
+    # its distribution map is learned from masks: points alone are refused, naming what is missing
+    assert r.returncode == 2 and "cannot learn task 'count'" in r.stderr and "'mask' or 'labels'" in r.stderr
+    assert not model_dir.exists()
+    r = run("cellnb.train", "--method", "ssrnet", "--task", "count", "--images", str(root / "nuclei_images"),
+            "--labels", str(root / "labels"), "--out", str(model_dir), "--profile", "smoke")
+    assert r.returncode == 0, r.stderr[-3000:]
+    card = json.loads((model_dir / "model_card.json").read_text())
+    assert card["settings"]["crop"] == get_method("ssrnet").multiple  # the smoke crop, raised to the network's multiple
+    out = tmp_path / "pred"
+    r = run("cellnb.predict", "--model", str(model_dir), "--images", str(root / "count_images"), "--out", str(out))
+    assert r.returncode == 0, r.stderr[-3000:]
+    counts = {row["image"]: float(row["count"]) for row in csv.DictReader(open(out / "counts.csv"))}
+    method, model, _ = cli.load_model(model_dir)
+    image = userdata.read_image(root / "count_images" / "field03.tif")
+    expected = method.predict(model, image, "count", tile=card["settings"]["crop"]).count
+    assert counts["field03.tif"] == pytest.approx(expected, abs=0.006)  # counts.csv rounds to 0.01
+    from cellnb.methods.ssrnet import tile_count
+
+    with_cli_tile = tile_count(model, method.normalize(image)[0], 512)  # what --tile 512 would have counted
+    assert abs(counts["field03.tif"] - with_cli_tile) > 0.5
+
+
 def train_on_nuclei(root: Path, model: Path, task: str) -> dict:
     """Train a smoke U-Net for ``task`` on the nuclei folders with ``cellnb.train``; its model card."""
     r = run("cellnb.train", "--method", "unet", "--task", task, "--images", str(root / "nuclei_images"),

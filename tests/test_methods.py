@@ -147,6 +147,32 @@ def test_checkpoint_round_trip(name, task):
             np.testing.assert_allclose(np.asarray(va, float), np.asarray(vb, float), rtol=1e-5, atol=1e-6)
 
 
+TILE_PROTOCOL = [n for n in TRAINABLE if get_method(n).predicts_in_training_tiles]
+
+
+def test_the_tile_protocol_methods_are_the_global_count_heads():
+    assert TILE_PROTOCOL == sorted(["elmgan", "ssrnet"])
+
+
+@pytest.mark.parametrize("name", TILE_PROTOCOL)
+def test_a_global_count_head_predicts_in_tiles_of_its_training_crop(name):
+    """Trained on 128² crops, it counts a 256² image in 128² tiles (its pooling averages, so 64² tiles
+    would count four times the cells); a tile of another size is refused, naming the crop."""
+    from cellnb.methods.base import TRAINING_CROP_ATTR
+
+    method, model, _ = _model(name, "count")
+    crop = 2 * method.multiple
+    assert crop != getattr(method, "count_tile", getattr(method, "tile", None))  # not the default tile
+    train = [sample(method, i, (crop + 32, crop + 32)) for i in range(2)]
+    method.train(model, train, [sample(method, 9, (crop, crop))], "count", steps=12, batch_size=2, crop=crop, seed=0)
+    assert getattr(model, TRAINING_CROP_ATTR) == crop
+    image = sample(method, 5, (2 * crop, 2 * crop))["image"]
+    model.eval()
+    assert method.predict(model, image, "count").count == pytest.approx(method.predict(model, image, "count", tile=crop).count)
+    with pytest.raises(ValueError, match=f"trained on {crop}x{crop} crops"):
+        method.predict(model, image, "count", tile=crop // 2)
+
+
 # --------------------------------------------------------------------------------- fit_samples
 def test_fit_samples_crop_counts_are_the_dots_inside_the_crop():
     method = get_method("unet")

@@ -36,7 +36,7 @@ from torch import nn
 from cellnb.utils import PRECISIONS
 
 __all__ = ["TASKS", "Prediction", "Method", "register_method", "get_method", "list_methods",
-           "pad_to_multiple", "predict_tiled"]
+           "pad_to_multiple", "predict_tiled", "remember_training_crop", "training_tile"]
 
 TASKS: tuple[str, ...] = ("count", "mask", "instances", "sr")
 
@@ -138,6 +138,38 @@ def predict_tiled(model: nn.Module, x: torch.Tensor, multiple: int, tile: int = 
     return result
 
 
+#: the attribute :func:`remember_training_crop` sets on a trained network (not in its state dict)
+TRAINING_CROP_ATTR = "cellnb_training_crop"
+
+
+def remember_training_crop(model: nn.Module, crop: int) -> nn.Module:
+    """Record on ``model`` the crop it was trained on, for a method that predicts in tiles of that
+    crop (:attr:`Method.predicts_in_training_tiles`). Returns ``model``."""
+    setattr(model, TRAINING_CROP_ATTR, int(crop))
+    return model
+
+
+def training_tile(model: nn.Module, tile: int | None, default: int, method: str = "") -> int:
+    """The tile a tile-protocol method predicts ``model`` in: the crop it was trained on
+    (:func:`remember_training_crop`), else ``tile``, else ``default``.
+
+    A global count head whose pooling averages outputs the count of a training crop whatever its
+    input size, so a tile of another size would scale every count by the area ratio; a ``tile``
+    that differs from the recorded crop is an error.
+
+    >>> m = remember_training_crop(nn.Identity(), 128)
+    >>> training_tile(m, None, 64), training_tile(nn.Identity(), None, 64), training_tile(m, 128, 64)
+    (128, 64, 128)
+    """
+    trained = getattr(model, TRAINING_CROP_ATTR, None)
+    if tile is None:
+        return int(trained or default)
+    if trained is not None and int(tile) != int(trained):
+        raise ValueError(f"{method or 'this method'} counts by the tile protocol: the model was trained on "
+                         f"{trained}x{trained} crops, so it predicts {trained}x{trained} tiles, got tile={tile}")
+    return int(tile)
+
+
 def channels_first(image: np.ndarray) -> np.ndarray:
     """(H, W) or (H, W, C) or (C, H, W) image -> float32 (C, H, W) (the layout every method normalises)."""
     image = np.asarray(image, dtype=np.float32)
@@ -168,6 +200,12 @@ class Method:
     #: loss and prediction) where the device computes bfloat16 natively (:func:`cellnb.utils.native_bfloat16`),
     #: float32 elsewhere. Chosen per method from the measured training speed (the speed chapter).
     train_precision: ClassVar[str] = "float32"
+    #: whether :meth:`predict` cuts an image into tiles of the crop the model was trained on (a global
+    #: count head whose pooling averages, SSRNet's and ELMGAN's: its count does not scale with the
+    #: input size). Such a method's ``train`` records the crop (:func:`remember_training_crop`) and its
+    #: ``predict`` uses it (:func:`training_tile`); a caller's tile for large images (the CLI's
+    #: ``--tile``) does not apply to it.
+    predicts_in_training_tiles: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """Every subclass's :meth:`build` returns its network in the method's ``memory_format``."""

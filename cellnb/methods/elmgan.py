@@ -44,7 +44,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from cellnb.losses.elmgan import discriminator_loss as _discriminator_loss
 from cellnb.losses.elmgan import nh_loss
-from cellnb.methods.base import Method, Prediction, register_method
+from cellnb.methods.base import Method, Prediction, register_method, remember_training_crop, training_tile
 from cellnb.models import create_model, outputs
 
 #: The released normalisation (``SSRnet_bc05_2.py``: ``transforms.Normalize(0.387, 0.278)``).
@@ -188,6 +188,7 @@ class ELMGAN(Method):
     losses = ("nh", "no_gan", "nh_l2")
     multiple = 64
     tile = 64
+    predicts_in_training_tiles = True
     count_scale = COUNT_SCALE
 
     # ----------------------------------------------------------------- networks
@@ -337,7 +338,7 @@ class ELMGAN(Method):
         """Any image size: zero-pad to a multiple of ``tile`` (the training crop), run every tile,
         stitch the masks and sum the tile counts (module docstring)."""
         self.check_task(task)
-        tile = tile or self.tile
+        tile = training_tile(model, tile, self.tile, self.name)
         if tile % _model_multiple(model):
             raise ValueError(f"tile {tile} is not a multiple of the model's size multiple {_model_multiple(model)}")
         x = self.normalize(image)
@@ -387,6 +388,7 @@ class ELMGAN(Method):
         crop = int(crop or self.tile)
         if crop % _model_multiple(model):
             raise ValueError(f"crop {crop} is not a multiple of the model's size multiple {_model_multiple(model)}")
+        remember_training_crop(model, crop)
         if steps < 1:
             raise ValueError(f"steps must be >= 1, got {steps}")
         evals = max(min(int(evals), int(steps)), 1)

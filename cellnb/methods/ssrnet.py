@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cellnb.methods.base import Method, Prediction, pad_to_multiple, register_method
+from cellnb.methods.base import Method, Prediction, pad_to_multiple, register_method, remember_training_crop, training_tile
 from cellnb.methods.training import evaluation_steps
 from cellnb.models import create_model, outputs
 
@@ -298,6 +298,7 @@ class SSRNetMethod(Method):
     losses = LOSSES
     multiple = 64
     count_tile = 64  # the training crop of the profiles; the tile protocol's tile
+    predicts_in_training_tiles = True
 
     def build(self, size: str = "slim", in_channels: int = 1, task: str | None = None, **overrides: Any) -> nn.Module:
         """SSRNet at ``size``; overrides: ``variant`` (``paper`` default, ``released``), ``decoder``
@@ -357,7 +358,7 @@ class SSRNetMethod(Method):
         self.check_task(task)
         x = self.normalize(image)[0]
         fg = predict_map(model, x, self.multiple, device)
-        return Prediction(count=tile_count(model, x, tile or self.count_tile, device),
+        return Prediction(count=tile_count(model, x, training_tile(model, tile, self.count_tile, self.name), device),
                           foreground=np.clip(fg, 0, 1).astype(np.float32))
 
     def train(self, model: nn.Module, train_samples: list[Mapping[str, Any]], val_samples: list[Mapping[str, Any]],
@@ -369,5 +370,7 @@ class SSRNetMethod(Method):
         val = [s if s.get("_normalised") else {**self.targets(s, task), "_normalised": True} for s in val_samples]
         loss_fn = self.loss(loss, model=model)
         kwargs.setdefault("precision", self.train_precision)
-        return fit_crops(model, loss_fn, prepared, val, steps=steps, batch_size=batch_size, crop=crop or self.count_tile,
+        crop = int(crop or self.count_tile)
+        remember_training_crop(model, crop)
+        return fit_crops(model, loss_fn, prepared, val, steps=steps, batch_size=batch_size, crop=crop,
                          lr=lr, seed=seed, device=device, **kwargs)
