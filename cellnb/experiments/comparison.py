@@ -95,7 +95,11 @@ SETTINGS: dict[str, dict[str, Any]] = {
         # three at 300); the MobileSR pipeline stays at 100 (at 300: Dice +0.01, still one seed of three)
         # on VGG at 1200 steps (seeds 0-2, this CPU): SSRNet MAE 9.8 (14.4 at 400), ELMGAN 7.2 (10.7), about
         # 37 and 54 s each; still 1 and 0 of 3 seeds converged. On MBM 1200 steps changed little (SSRNet 18.4
-        # against 19.4, ELMGAN 16.8 = 0.62 × the floor), so MBM stays at 400
+        # against 19.4, ELMGAN 16.8 = 0.62 × the floor), so MBM stays at 400; larger crops did not help
+        # either (seeds 0-2, an AMX CPU, after the tile protocol followed the training crop): 128² crops,
+        # 200 steps: SSRNet 24.6, ELMGAN 17.4; 600 steps: 19.4, 17.7 (64² at 400: 19.6, 17.4; floor 27.1)
+        # the density U-Net's count term weighted x10 (seeds 0-2): VGG MAE 13.9 (8.7 at x1), MBM 12.6 (10.7);
+        # its negative bias grew (VGG -13.3 against -7.8 cells), so the weight stays 1
         # nuclei at 180 steps, ELMGAN's at 500 (seeds 0-2, this CPU; for the 45-min book): mean AJI U-Net 0.73,
         # U-SE-ResNet 0.66, MC-Unet 0.63, ELMGAN 0.52 (at 250 / 750: 0.76, 0.69, 0.66, 0.56; floor 0.42), and
         # every seed of the four converged (ELMGAN 2 of 3 at 750). SSRNet stays at 750: at 500 its AJI fell
