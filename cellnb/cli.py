@@ -205,7 +205,12 @@ def load_model(model_dir: str | Path, device: str = "cpu"):
     if method.predicts_in_training_tiles:  # its tile protocol predicts in tiles of the training crop
         from cellnb.methods.base import remember_training_crop
 
-        remember_training_crop(model, int(card["settings"]["crop"]))
+        crop = int((card.get("settings") or {}).get("crop") or 0)
+        if crop <= 0:  # a card without a usable crop (cards of old smoke runs recorded 0)
+            raise CliError(f"{card_path}: settings.crop is {crop or 'missing'}; {card['method']} predicts in tiles of the crop "
+                           f"it was trained on, so its card needs that crop (a positive multiple of {method.multiple}); "
+                           "retrain with python -m cellnb.train")
+        remember_training_crop(model, crop)
     return method, model.to(device).eval(), card
 
 
@@ -485,6 +490,17 @@ def export_main(argv: Sequence[str] | None = None) -> int:
     return _run(parser, argv, _export)
 
 
+def _count_rule(method, card: Mapping[str, Any], task: str) -> str:
+    """The exported README's sentence on how the package's output gives a count."""
+    if task != "count":
+        return "."
+    if method.predicts_in_training_tiles:
+        return (f" (a per-pixel map, not a density: {card['method']} counts with its global count head, in tiles of its "
+                f"{card['settings']['crop']}² training crop, which this package does not export; count with "
+                "`python -m cellnb.predict` on the checkpoint).")
+    return " (the count is the sum of the density)."
+
+
 def export_package(model_dir: str | Path, out: str | Path, test_image: np.ndarray | None = None,
                    run_test: bool = True, overwrite: bool = False) -> tuple[Path, str]:
     """Write a bioimage.io package (rdf.yaml, TorchScript weights, test input/output, cover, docs) and
@@ -554,8 +570,7 @@ def export_package(model_dir: str | Path, out: str | Path, test_image: np.ndarra
             f"({v['floor_name']}) = {v['floor']:.3g}.\n\n"
             f"Input: one grey channel, scaled to [0, 1] by its range (preprocessing `scale_range`, percentiles 0/100). "
             f"Height and width: multiples of {multiple}.\n\n"
-            f"Output: {', '.join(channel_names)}"
-            + (" (the count is the sum of the density)." if task == "count" else ".") + "\n")
+            f"Output: {', '.join(channel_names)}" + _count_rule(method, card, task) + "\n")
         space = lambda axis: spec.SpaceInputAxis(id=spec.AxisId(axis), size=spec.ParameterizedSize(min=multiple, step=multiple))  # noqa: E731
         inp = spec.InputTensorDescr(
             id=spec.TensorId("image"),

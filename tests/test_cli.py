@@ -111,6 +111,25 @@ def test_a_tile_protocol_count_model_predicts_in_tiles_of_its_training_crop(fold
 
     with_cli_tile = tile_count(model, method.normalize(image)[0], 512)  # what --tile 512 would have counted
     assert abs(counts["field03.tif"] - with_cli_tile) > 0.5
+    # load_model restores the card's crop (not the method's default tile), and refuses a card without one
+    import shutil
+
+    from cellnb.methods.base import TRAINING_CROP_ATTR
+
+    for crop in (128, 0, None):
+        edited = tmp_path / f"edited_{crop}"
+        shutil.copytree(model_dir, edited)
+        changed = json.loads((edited / "model_card.json").read_text())
+        if crop is None:
+            del changed["settings"]["crop"]
+        else:
+            changed["settings"]["crop"] = crop
+        (edited / "model_card.json").write_text(json.dumps(changed))
+        if crop == 128:
+            assert getattr(cli.load_model(edited)[1], TRAINING_CROP_ATTR) == 128
+        else:
+            with pytest.raises(cli.CliError, match="settings.crop is"):
+                cli.load_model(edited)
 
 
 def train_on_nuclei(root: Path, model: Path, task: str) -> dict:
@@ -249,3 +268,13 @@ def test_channel_and_dot_colour(tmp_path):
     assert userdata.points_from_dot_image(tmp_path / "dots.png").tolist() == [[1, 2], [4, 5]]
     assert userdata.points_from_dot_image(tmp_path / "dots.png", colour=(255, 0, 0)).tolist() == [[1, 2]]
 
+
+
+def test_exported_readme_says_how_a_count_is_made():
+    """A tile-protocol method's package exports a per-pixel map, not a density: its README says so."""
+    card = {"method": "ssrnet", "settings": {"crop": 128}}
+    rule = cli._count_rule(get_method("ssrnet"), card, "count")
+    assert "not a density" in rule and "128² training crop" in rule
+    assert cli._count_rule(get_method("unet"), {"method": "unet", "settings": {"crop": 96}}, "count") == \
+        " (the count is the sum of the density)."
+    assert cli._count_rule(get_method("ssrnet"), card, "mask") == "."

@@ -173,6 +173,31 @@ def test_a_global_count_head_predicts_in_tiles_of_its_training_crop(name):
         method.predict(model, image, "count", tile=crop // 2)
 
 
+@pytest.mark.parametrize("name", TILE_PROTOCOL)
+def test_a_refused_training_records_no_crop(name):
+    """A crop that is not a multiple of the network's is refused before anything is recorded."""
+    from cellnb.methods.base import TRAINING_CROP_ATTR
+
+    method, model, _ = _model(name, "count")
+    bad = method.multiple + method.multiple // 2
+    train = [sample(method, i, (2 * method.multiple, 2 * method.multiple)) for i in range(2)]
+    with pytest.raises(ValueError, match=f"crop {bad} is not a"):
+        method.train(model, train, train[:1], "count", steps=12, batch_size=2, crop=bad, seed=0)
+    assert getattr(model, TRAINING_CROP_ATTR, None) is None
+
+
+def test_ssrnet_fit_crops_records_the_crop_for_every_caller():
+    """The SSRNet chapter trains through fit_crops directly: its models get the crop as well."""
+    from cellnb.methods.base import TRAINING_CROP_ATTR
+    from cellnb.methods.ssrnet import fit_crops
+
+    method, model, _ = _model("ssrnet", "count")
+    prepared = [{**method.targets(sample(method, i, (128, 128)), "count"), "_normalised": True} for i in range(2)]
+    fit_crops(model, method.loss(None, model=model), prepared, prepared[:1], steps=8, batch_size=2, crop=128,
+              n_evals=8, val_crops=1, seed=0)
+    assert getattr(model, TRAINING_CROP_ATTR) == 128
+
+
 # --------------------------------------------------------------------------------- fit_samples
 def test_fit_samples_crop_counts_are_the_dots_inside_the_crop():
     method = get_method("unet")

@@ -388,9 +388,9 @@ class ELMGAN(Method):
         crop = int(crop or self.tile)
         if crop % _model_multiple(model):
             raise ValueError(f"crop {crop} is not a multiple of the model's size multiple {_model_multiple(model)}")
-        remember_training_crop(model, crop)
         if steps < 1:
             raise ValueError(f"steps must be >= 1, got {steps}")
+        remember_training_crop(model, crop)  # after the checks: a refused training records nothing
         evals = max(min(int(evals), int(steps)), 1)
         per_epoch = int(steps) // evals  # evals epochs of per_epoch steps: at most ``steps`` in all
         seed_everything(seed)

@@ -43,6 +43,7 @@ NORM_MEAN, NORM_STD = 0.387, 0.278  # released transforms.Normalize (gray replic
 LOSSES = ("om", "pixel", "uncertainty")
 COUNT_HEADS = ("paper", "released", "fixed")
 BETAS = (0.5, 0.999)  # released Adam betas
+SIZE_MULTIPLE = 64  # five stride-2 stages and the x32 SSR decoder: inputs and crops are multiples of 64
 
 
 # --------------------------------------------------------------------------- targets and crops
@@ -168,7 +169,9 @@ def fit_crops(model: nn.Module, loss_fn: Callable, train_samples: Sequence[Mappi
     (:func:`cellnb.methods.training.evaluation_steps`) the loss on fixed crops of
     ``val_samples`` (held out from the training data) is evaluated. Returns one row per evaluation:
     ``step``, ``train_loss`` (mean since the last evaluation), its parts, ``val_loss``, ``val_count_mae``
-    (per crop), ``lr``; ``history.attrs["steps_per_s"]`` is the measured training speed.
+    (per crop), ``lr``; ``history.attrs["steps_per_s"]`` is the measured training speed. ``crop`` (a
+    multiple of :data:`SIZE_MULTIPLE`) is recorded on ``model`` (:func:`~cellnb.methods.base.remember_training_crop`):
+    the tile protocol predicts in tiles of it.
 
     ``precision``: the forward pass's precision (:attr:`SSRNetMethod.train_precision` through
     :meth:`SSRNetMethod.train`), resolved by :func:`cellnb.utils.training_precision` (bfloat16 autocast
@@ -177,6 +180,12 @@ def fit_crops(model: nn.Module, loss_fn: Callable, train_samples: Sequence[Mappi
     """
     if steps < n_evals:
         raise ValueError(f"steps ({steps}) must be >= n_evals ({n_evals})")
+    if crop < SIZE_MULTIPLE or crop % SIZE_MULTIPLE:
+        raise ValueError(f"crop {crop} is not a positive multiple of {SIZE_MULTIPLE}, the size multiple of SSRNet's training "
+                         f"loop (the x32 SSR decoder and the count tiles need it); choose e.g. "
+                         f"{max(SIZE_MULTIPLE, crop - crop % SIZE_MULTIPLE)}")
+    # the tile protocol predicts in tiles of this crop (every caller of fit_crops, not only train)
+    remember_training_crop(model, crop)
     from cellnb.utils import autocast, float32_outputs, training_precision
 
     torch.manual_seed(seed)
@@ -296,7 +305,7 @@ class SSRNetMethod(Method):
     tasks = ("count", "mask")
     sizes = {"paper": {"base_width": 64}, "slim": {"base_width": 8}}
     losses = LOSSES
-    multiple = 64
+    multiple = SIZE_MULTIPLE
     count_tile = 64  # the training crop of the profiles; the tile protocol's tile
     predicts_in_training_tiles = True
 
@@ -371,6 +380,5 @@ class SSRNetMethod(Method):
         loss_fn = self.loss(loss, model=model)
         kwargs.setdefault("precision", self.train_precision)
         crop = int(crop or self.count_tile)
-        remember_training_crop(model, crop)
         return fit_crops(model, loss_fn, prepared, val, steps=steps, batch_size=batch_size, crop=crop,
                          lr=lr, seed=seed, device=device, **kwargs)
