@@ -177,6 +177,42 @@ def test_run_task_scores_floor_and_untrained_method_and_reports_skips():
     assert floor["count"].tolist() == pytest.approx([mean_train] * 2)
 
 
+def test_run_task_calibrates_counts_on_the_validation_images():
+    """Each count method's test counts are its raw counts times count_scale of its validation images;
+    the floor is not calibrated; "none" keeps the raw counts."""
+    from cellnb import postprocess
+    from cellnb.methods import get_method
+
+    cfg = dict(exp.SETTINGS["smoke"])
+    assert cfg["count_calibration"] == "validation"
+    train, val = exp.split_val(exp.generated_count_samples(5, 2, 96), 0.4)  # classical: 12 for 11 cells
+    test = exp.generated_count_samples(2, 100, 96)
+    rows = pd.DataFrame(exp.run_task("count_gen", ["classical"], [(train, val)], [test], cfg, [0])["rows"])
+    method = get_method("classical")
+    scale = postprocess.count_scale([method.predict(None, s["image"], "count").count for s in val],
+                                    [len(s["points"]) for s in val])
+    assert scale != pytest.approx(1.0)  # the classical pipeline's counts are off on these images
+    ours = rows[rows.method == "classical"]
+    assert ours["count"].tolist() == pytest.approx((scale * ours.raw_count).tolist())
+    assert ours.raw_mae.tolist() == pytest.approx((ours.raw_count - ours.true_count).abs().tolist())
+    floor = rows[rows.method == exp.FLOOR]
+    assert floor["count"].tolist() == floor.raw_count.tolist()
+    raw = pd.DataFrame(exp.run_task("count_gen", ["classical"], [(train, val)], [test], {**cfg, "count_calibration": "none"},
+                                    [0])["rows"])
+    assert raw[raw.method == "classical"]["count"].tolist() == pytest.approx(ours.raw_count.tolist())
+
+
+def test_count_calibration_table_hand_values():
+    rows = pd.DataFrame(exp.count_rows("count_vgg", "unet", 0, [10.0, 20.0], [11, 19], raw=[8.0, 16.0])
+                        + exp.count_rows("count_vgg", exp.FLOOR, 0, [15.0, 15.0], [11, 19]))
+    status = pd.DataFrame([{"task": "count_vgg", "method": "unet", "seed": 0, "count_scale": 1.25}])
+    table = exp.count_calibration_table(rows, status, "count_vgg")
+    assert table.to_dict("records") == [{"method": "unet", "MAE, raw counts": "3.000 [3.000, 3.000]",
+                                         "MAE, calibrated": "1.000 [1.000, 1.000]", "scale per seed": "1.250"}]
+    with pytest.raises(ValueError, match="one count per image"):
+        exp.count_rows("count_vgg", "unet", 0, [1.0], [1, 2])
+
+
 def test_chosen_postprocess_table_lists_each_seeds_choice():
     status = pd.DataFrame([{"method": "u_se_resnet", "seed": 0, "postprocess": {"marker_threshold": 0.7}},
                            {"method": "u_se_resnet", "seed": 1, "postprocess": {"marker_threshold": 0.5}},

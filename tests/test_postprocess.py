@@ -4,6 +4,7 @@ its use by foreground-only methods in the comparison."""
 import numpy as np
 import pytest
 
+from cellnb import postprocess
 from cellnb.postprocess import MASK_THRESHOLDS, choose_threshold
 
 
@@ -97,3 +98,12 @@ def test_first_best_keeps_the_earlier_candidate_unless_another_is_strictly_bette
     assert first_best("ab", scores.get, tolerance=0.0) == "b"  # with no tolerance, 1e-12 above a is better
     with pytest.raises(ValueError, match="at least one candidate"):
         first_best([], scores.get)
+
+
+def test_count_scale_hand_values_and_bad_input():
+    assert postprocess.count_scale([50.0, 50.0], [60, 60]) == pytest.approx(1.2)
+    assert postprocess.count_scale([4.0], [0]) == 1.0  # nothing to calibrate to
+    with pytest.raises(ValueError, match="one true count per predicted"):
+        postprocess.count_scale([1.0, 2.0], [1])
+    with pytest.raises(ValueError, match="finite, non-negative"):
+        postprocess.count_scale([-1.0], [1])
