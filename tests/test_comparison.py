@@ -178,19 +178,19 @@ def test_run_task_scores_floor_and_untrained_method_and_reports_skips():
 
 
 def test_run_task_calibrates_counts_on_the_validation_images():
-    """Each count method's test counts are its raw counts times count_scale of its validation images;
+    """Each count method's test counts are its raw counts times choose_count_scale of its validation images;
     the floor is not calibrated; "none" keeps the raw counts."""
     from cellnb import postprocess
     from cellnb.methods import get_method
 
     cfg = dict(exp.SETTINGS["smoke"])
     assert cfg["count_calibration"] == "validation"
-    train, val = exp.split_val(exp.generated_count_samples(5, 2, 96), 0.4)  # classical: 12 for 11 cells
-    test = exp.generated_count_samples(2, 100, 96)
+    train, val = exp.split_val(exp.generated_count_samples(6, 3, 128), 0.5)  # classical: 34 for 38 cells
+    test = exp.generated_count_samples(2, 100, 128)
     rows = pd.DataFrame(exp.run_task("count_gen", ["classical"], [(train, val)], [test], cfg, [0])["rows"])
     method = get_method("classical")
-    scale = postprocess.count_scale([method.predict(None, s["image"], "count").count for s in val],
-                                    [len(s["points"]) for s in val])
+    scale = postprocess.choose_count_scale([method.predict(None, s["image"], "count").count for s in val],
+                                           [len(s["points"]) for s in val])
     assert scale != pytest.approx(1.0)  # the classical pipeline's counts are off on these images
     ours = rows[rows.method == "classical"]
     assert ours["count"].tolist() == pytest.approx((scale * ours.raw_count).tolist())
