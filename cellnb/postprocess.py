@@ -106,8 +106,8 @@ def choose_count_scale(predicted, true) -> float:
     if len(predicted) < 2:
         return 1.0
     held_out = [count_scale(np.delete(predicted, i), np.delete(true, i)) * predicted[i] for i in range(len(predicted))]
-    errors = {1.0: float(np.mean(np.abs(predicted - true))), scale: float(np.mean(np.abs(np.asarray(held_out) - true)))}
-    return first_best([1.0, scale], lambda c: -errors[c])
+    candidates = [(1.0, np.mean(np.abs(predicted - true))), (scale, np.mean(np.abs(np.asarray(held_out) - true)))]
+    return first_best(candidates, lambda candidate: -candidate[1])[0]
 
 
 def choose_threshold(probs, masks, thresholds=MASK_THRESHOLDS) -> float:

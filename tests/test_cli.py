@@ -269,7 +269,6 @@ def test_channel_and_dot_colour(tmp_path):
     assert userdata.points_from_dot_image(tmp_path / "dots.png", colour=(255, 0, 0)).tolist() == [[1, 2]]
 
 
-
 def test_exported_readme_says_how_a_count_is_made():
     """A tile-protocol method's package exports a per-pixel map, not a density: its README says so."""
     card = {"method": "ssrnet", "settings": {"crop": 128}}
