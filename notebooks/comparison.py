@@ -250,7 +250,7 @@ for task in ("count_gen", "count_vgg", "count_mbm"):
 
 # %% tags=["remove-input"]
 for task in ("count_gen", "count_vgg", "count_mbm"):
-    calibration = exp.count_calibration_table(all_rows, status, task)
+    calibration = exp.count_calibration_table(all_rows, task)
     if len(calibration):
         report.show_table(calibration, caption=f"{exp.TASK_TITLE[task]}: count MAE before and after the calibration "
                                                "on validation images, and the scale each seed chose")

@@ -205,10 +205,14 @@ def test_run_task_calibrates_counts_on_the_validation_images():
 def test_count_calibration_table_hand_values():
     rows = pd.DataFrame(exp.count_rows("count_vgg", "unet", 0, [10.0, 20.0], [11, 19], raw=[8.0, 16.0])
                         + exp.count_rows("count_vgg", exp.FLOOR, 0, [15.0, 15.0], [11, 19]))
-    status = pd.DataFrame([{"task": "count_vgg", "method": "unet", "seed": 0, "count_scale": 1.25}])
-    table = exp.count_calibration_table(rows, status, "count_vgg")
+    table = exp.count_calibration_table(rows, "count_vgg")
     assert table.to_dict("records") == [{"method": "unet", "MAE, raw counts": "3.000 [3.000, 3.000]",
                                          "MAE, calibrated": "1.000 [1.000, 1.000]", "scale per seed": "1.250"}]
+    # an untrained method is calibrated too, and its scale is shown (seed 1 kept the raw counts)
+    rows = pd.concat([rows, pd.DataFrame(exp.count_rows("count_vgg", "classical", 0, [6.0, 12.0], [5, 10], raw=[4.0, 8.0])
+                                         + exp.count_rows("count_vgg", "classical", 1, [4.0, 8.0], [5, 10]))])
+    assert exp.count_calibration_table(rows, "count_vgg").set_index("method")["scale per seed"].to_dict() == \
+        {"unet": "1.250", "classical": "1.500, 1.000"}
     with pytest.raises(ValueError, match="one count per image"):
         exp.count_rows("count_vgg", "unet", 0, [1.0], [1, 2])
 

@@ -462,14 +462,11 @@ def run_task(task: str, methods: Sequence[str | Sequence[str]], splits: Sequence
             models[(label, seed)] = model
             preds = [_prediction(method, model, s["image"], mtask, device) for s in te]
             options = None  # the instance step's settings, chosen on validation images (nuclei)
-            chosen_scale = None  # the count calibration, chosen on validation images (counting)
             if task.startswith("count"):
                 # the count calibration (ours, every count method alike): one scale chosen on the validation images
-                scale = 1.0
-                if cfg.get("count_calibration") == "validation":
-                    scale = postprocess.choose_count_scale([_prediction(method, model, s["image"], mtask, device).count for s in va],
-                                                    [len(s["points"]) for s in va])
-                chosen_scale = scale
+                scale = (postprocess.choose_count_scale([_prediction(method, model, s["image"], mtask, device).count for s in va],
+                                                        [len(s["points"]) for s in va])
+                         if cfg.get("count_calibration") == "validation" else 1.0)
                 raw = [p.count for p in preds]
                 rows += count_rows(task, label, seed, [scale * c for c in raw], [len(s["points"]) for s in te], raw=raw)
             elif task == "nuclei":
@@ -489,8 +486,6 @@ def run_task(task: str, methods: Sequence[str | Sequence[str]], splits: Sequence
             if trained["history"] is not None or method.trainable:
                 b = budget(cfg, task, name)
                 chosen = {"postprocess": options} if options is not None else {}
-                if chosen_scale is not None:
-                    chosen["count_scale"] = chosen_scale
                 status.append({"task": task, "method": label, "seed": seed, "val_curve": trained["val_curve"], **chosen,
                                "floor": FLOOR_OF_INPUT[kind] if task == "blood" else FLOOR,
                                "converged": trained["converged"], "train_s": trained["train_s"],
@@ -582,23 +577,22 @@ def chosen_postprocess_table(status: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["method", "chosen per seed"])
 
 
-def count_calibration_table(rows: pd.DataFrame, status: pd.DataFrame, task: str) -> pd.DataFrame:
+def count_calibration_table(rows: pd.DataFrame, task: str) -> pd.DataFrame:
     """One row per count method of ``task``: its MAE before and after the count calibration (mean
-    [95 % interval], :func:`summarize`) and the scale each seed chose on its validation images
-    (``status``'s ``count_scale``). Empty when no method of ``task`` was calibrated."""
+    [95 % interval], :func:`summarize`) and the scale each seed chose on its validation images, read
+    back from the rows (``count`` = scale × ``raw_count``; "–" for a seed that counted no cell).
+    Empty when ``rows`` has no count rows of ``task``."""
     columns = ["method", "MAE, raw counts", "MAE, calibrated", "scale per seed"]
     if "raw_mae" not in rows or not len(rows):
         return pd.DataFrame(columns=columns)
     part = rows[(rows.task == task) & ~rows.method.isin(FLOORS) & rows.raw_mae.notna()]
-    st = (status[(status.task == task) & status.count_scale.notna()] if "count_scale" in status and len(status)
-          else pd.DataFrame(columns=["method", "seed", "count_scale"]))
     raw, cal = summarize(part, "raw_mae"), summarize(part, "mae")
     out = []
     for (_, r), (_, c) in zip(raw.iterrows(), cal.iterrows()):
-        scales = st[st.method == r["method"]].sort_values("seed").count_scale
+        per_seed = part[part.method == r["method"]].groupby("seed")[["count", "raw_count"]].sum()
+        scales = [f"{a / b:.3f}" if b > 0 else "–" for a, b in zip(per_seed["count"], per_seed["raw_count"])]
         out.append({"method": r["method"], "MAE, raw counts": fmt_interval(r["mean"], r["low"], r["high"]),
-                    "MAE, calibrated": fmt_interval(c["mean"], c["low"], c["high"]),
-                    "scale per seed": ", ".join(f"{float(v):.3f}" for v in scales) or "– (untrained)"})
+                    "MAE, calibrated": fmt_interval(c["mean"], c["low"], c["high"]), "scale per seed": ", ".join(scales)})
     return pd.DataFrame(out, columns=columns)
 
 
