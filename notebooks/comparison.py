@@ -210,9 +210,11 @@ if skipped:
 # count. Every count model's counts are calibrated (our addition, not the papers'): each seed's model
 # multiplies its counts by one scale, the sum of the true counts over the sum of its predicted counts on
 # its own validation images, so a model that undercounts by a steady few per cent is not judged on that
-# bias alone. The scale is kept only where leave-one-out on those validation images says it pays (each
-# image scaled by the other images' scale errs less than raw; `cellnb.postprocess.choose_count_scale`),
-# else the scale is 1. The table after the results gives the raw MAE and each seed's scale. Instances: AJI, AP@0.5 and Dice per image; the floor is Otsu + distance watershed. Blood
+# bias alone. The scale is kept only where there are at least five validation images and leave-one-out
+# on them says it pays (each image scaled by the other images' scale errs less than raw;
+# `cellnb.postprocess.choose_count_scale`), else the scale is 1: below five, even a unanimous
+# leave-one-out vote could be chance at the 5 % level (a one-sided sign test), so MBM's three validation
+# images per seed keep the raw counts. The table after the results gives the raw MAE and each seed's scale. Instances: AJI, AP@0.5 and Dice per image; the floor is Otsu + distance watershed. Blood
 # smears: Dice of the cell mask; the floor is Otsu's threshold on the method's own input (the
 # high-resolution image, or for the pipeline that reads the ¼-resolution one, its bicubic ×4). Each value is the mean over all test
 # images and seeds with a 95 % bootstrap interval (seeds, then images). The **ceiling** of an instance

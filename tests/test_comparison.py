@@ -185,7 +185,7 @@ def test_run_task_calibrates_counts_on_the_validation_images():
 
     cfg = dict(exp.SETTINGS["smoke"])
     assert cfg["count_calibration"] == "validation"
-    train, val = exp.split_val(exp.generated_count_samples(6, 3, 128), 0.5)  # classical: 34 for 38 cells
+    train, val = exp.split_val(exp.generated_count_samples(10, 1, 128), 0.5)  # 5 validation images (MIN_CALIBRATION_IMAGES); classical: 55 for 60 cells
     test = exp.generated_count_samples(2, 100, 128)
     rows = pd.DataFrame(exp.run_task("count_gen", ["classical"], [(train, val)], [test], cfg, [0])["rows"])
     method = get_method("classical")

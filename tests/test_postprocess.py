@@ -111,9 +111,15 @@ def test_count_scale_hand_values_and_bad_input():
 
 def test_choose_count_scale_keeps_a_scale_only_where_leave_one_out_pays():
     # a steady 20 % overcount: every held-out image is corrected exactly
-    assert postprocess.choose_count_scale([12.0, 24.0, 36.0], [10, 20, 30]) == pytest.approx(10 / 12)
-    # three images that disagree (MBM's three validation images): the scale would move the rest by their noise
-    assert postprocess.choose_count_scale([80.0, 130.0, 100.0], [100, 100, 100]) == 1.0
-    assert postprocess.choose_count_scale([5.0], [6]) == 1.0  # one image: nothing to hold out
+    assert postprocess.choose_count_scale([12.0, 24.0, 36.0, 48.0, 60.0], [10, 20, 30, 40, 50]) == pytest.approx(10 / 12)
+    # images that disagree: the scale would move the rest by their noise
+    assert postprocess.choose_count_scale([80.0, 130.0, 100.0, 100.0, 100.0], [100] * 5) == 1.0
+    # the same steady overcount on fewer than MIN_CALIBRATION_IMAGES images (MBM's three per seed): raw counts
+    assert postprocess.MIN_CALIBRATION_IMAGES == 5
+    assert postprocess.choose_count_scale([12.0, 24.0, 36.0, 48.0], [10, 20, 30, 40]) == 1.0
+    assert postprocess.choose_count_scale([12.0, 24.0, 36.0], [10, 20, 30], min_images=3) == pytest.approx(10 / 12)
+    assert postprocess.choose_count_scale([5.0], [6], min_images=2) == 1.0  # one image: nothing to hold out
+    with pytest.raises(ValueError, match="min_images >= 2"):
+        postprocess.choose_count_scale([12.0, 24.0], [10, 20], min_images=1)
     with pytest.raises(ValueError, match="one true count per predicted"):
         postprocess.choose_count_scale([1.0, 2.0], [1])
