@@ -65,13 +65,12 @@ _COMMON = dict(
     blood_methods=[["tiny_unet", "hr"], ["mobilesr_tinyunet", "lr"]],
     min_distance=3, radius_scale=0.5, val_fraction=0.2,
     # counts are scaled by sum(true) / sum(predicted) over each model's validation images where
-    # leave-one-out on them says it pays and they are at least postprocess.MIN_CALIBRATION_IMAGES (5)
-    # (cellnb.postprocess.choose_count_scale; "none": raw counts).
-    # Measured (seeds 0-2, this CPU): the VGG density U-Net at 2000 steps undercounts by 3-5 % (bias -5.2
-    # cells); its MAE 5.53 became 3.22 with the scale. Without the leave-one-out check (a quick run of
-    # a6deeab), MBM's three validation images per seed gave SSRNet and ELMGAN scales down to 0.74 and 0.78,
-    # and their MAE rose from 19.6 and 17.4 to 22.9 and 22.6, no longer below the floor's 27.1; with it
-    # (648cd37) they still kept 0.74-0.92 (22.9, 22.7), hence the minimum number of validation images
+    # leave-one-out on them says it pays and they are at least postprocess.MIN_CALIBRATION_IMAGES
+    # (cellnb.postprocess.choose_count_scale; the constant's comment gives the MBM run behind it; "none":
+    # raw counts). Measured (seeds 0-2, this CPU): the VGG density U-Net at 2000 steps undercounts by 3-5 %
+    # (bias -5.2 cells); its MAE 5.53 became 3.22 with the scale. Without the leave-one-out check (a quick
+    # run of a6deeab), MBM's three validation images per seed gave SSRNet and ELMGAN scales down to 0.74
+    # and 0.78, and their MAE rose from 19.6 and 17.4 to 22.9 and 22.6, no longer below the floor's 27.1
     count_calibration="validation",
     # "fallback": the generated counting task runs only when no real counting data is given (the SSRNet
     # and ELMGAN chapters cover generated BBBC005-like counting); "always": it runs too
