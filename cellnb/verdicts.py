@@ -24,7 +24,7 @@ import numpy as np
 
 __all__ = [
     "CONVERGENCE_WINDOW", "CONVERGENCE_TOL", "MIN_SEEDS", "KINDS", "BASES",
-    "Verdict", "converged", "convergence_report", "bootstrap_interval", "compare", "beats_floor",
+    "Verdict", "converged", "converged_over_budget", "convergence_report", "bootstrap_interval", "compare", "beats_floor",
     "threshold_verdict",
 ]
 
@@ -80,6 +80,11 @@ def converged(curve: Sequence[float], window: float = CONVERGENCE_WINDOW, tol: f
     the last quarter of training improved the validation loss by less than 5 %. A curve with fewer
     than ``min_points`` finite values has not converged (too short to tell).
 
+    The rule reads "would more steps help?" off the curve. Under a schedule that anneals to the end
+    it errs both ways: the anneal improves the last quarter whatever the budget, and a curve can
+    look flat while doubling the budget still pays. :func:`converged_over_budget` asks the budget
+    question directly where a loop measures the half budget; the chapters show it next to this rule.
+
     >>> converged([1.0, 0.5, 0.3, 0.2, 0.15, 0.12, 0.11, 0.105, 0.104, 0.104, 0.103, 0.103])
     True
     >>> converged([1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1])
@@ -91,6 +96,29 @@ def converged(curve: Sequence[float], window: float = CONVERGENCE_WINDOW, tol: f
     k = max(2, int(round(window * len(values))))
     before, last = np.median(values[-2 * k:-k]), np.median(values[-k:])
     return bool(before - last < tol * abs(before))
+
+
+def converged_over_budget(final: float, half: float, tol: float = CONVERGENCE_TOL) -> bool:
+    """The budget question behind :func:`converged`, asked directly: did the second half of the
+    budget improve the validation loss by less than ``tol`` (relative)? ``final`` is the validation
+    loss at the end of the budget, ``half`` the one the same run reached with half of it, annealed
+    (:func:`cellnb.methods.training.half_budget_branch`): converged when ``half - final < tol * |half|``.
+
+    It exists for schedules that anneal to the end (one-cycle, cosine): their last quarter improves
+    by construction, so the last-quarter rule of :func:`converged` reads the anneal as "still
+    learning" whatever the budget. Not finite values have not converged.
+
+    >>> converged_over_budget(0.97, 1.0)
+    True
+    >>> converged_over_budget(0.80, 1.0)
+    False
+    >>> converged_over_budget(1.1, 1.0)  # worse with the whole budget: more steps did not help
+    True
+    """
+    final, half = float(final), float(half)
+    if not (np.isfinite(final) and np.isfinite(half)):
+        return False
+    return bool(half - final < tol * abs(half))
 
 
 def convergence_report(curve: Sequence[float], **kwargs: Any) -> dict[str, Any]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 from cellnb.methods import TASKS, Method, Prediction, get_method, list_methods
 from cellnb.methods.training import augment, collate, fit_samples, instance_centres, prepare_sample, toy_sample
@@ -87,6 +88,43 @@ def test_trains_with_its_own_recipe(name, task):
 
     assert history.attrs["precision"] == training_precision(method.train_precision, "cpu")
     assert all(p.dtype == torch.float32 for p in model.parameters())
+
+
+HALF_BUDGET_CASES = [(n, t) for n, t in TRAIN_CASES if get_method(n).measures_half_budget]
+
+
+def test_a_method_with_its_own_loop_measures_the_half_budget_only_where_it_says_so():
+    from cellnb.methods.base import Method as Base
+
+    class OwnLoop(Base):
+        def train(self, *args, **kwargs):
+            raise NotImplementedError
+
+    class Generic(Base):
+        pass
+
+    assert not OwnLoop.measures_half_budget and Generic.measures_half_budget
+    assert {n for n, _ in HALF_BUDGET_CASES} >= {"unet", "ssrnet", "u_se_resnet"}
+
+
+@pytest.mark.parametrize("name,task", HALF_BUDGET_CASES)
+def test_half_budget_is_recorded_by_every_method_that_declares_it(name, task):
+    """``measures_half_budget`` is a promise: ``train(half_budget=True)`` records the branch."""
+    method, model, _ = _model(name, task)
+    train = [sample(method, i, (128, 128)) for i in range(2)]
+    history = method.train(model, train, [sample(method, 9, (128, 128))], task, steps=20, batch_size=2, crop=64,
+                           seed=0, device="cpu", half_budget=True)
+    half = history.attrs["half_budget"]
+    assert half["steps"] == 10 and half["branch_from"] == 8 and np.isfinite(half["val_loss"])
+    # and the branch leaves the main run as it was: the same curve and weights as a run without it
+    torch.manual_seed(0)
+    plain_model = method.build("slim", in_channels=int(method.normalize(train[0]["image"]).shape[0]), task=task)
+    torch.manual_seed(0)
+    branched_model = method.build("slim", in_channels=int(method.normalize(train[0]["image"]).shape[0]), task=task)
+    runs = [method.train(m, train, [sample(method, 9, (128, 128))], task, steps=20, batch_size=2, crop=64, seed=0,
+                         device="cpu", half_budget=h) for m, h in ((plain_model, False), (branched_model, True))]
+    assert runs[0]["val_loss"].tolist() == runs[1]["val_loss"].tolist()
+    assert all(torch.equal(a, b) for a, b in zip(plain_model.state_dict().values(), branched_model.state_dict().values()))
 
 
 @pytest.mark.parametrize("name,task", GENERIC_CASES)
@@ -438,3 +476,66 @@ def test_unet_chooses_a_higher_foreground_threshold_when_its_background_is_uncal
     choice = method.choose_postprocess([maps], [labels], task="instances")
     assert choice == {"threshold": 0.7, "seed_threshold": 0.7}
     assert (method.instances_from_maps(maps, **choice) > 0).sum() == (labels > 0).sum()
+
+
+# --------------------------------------------------------------------------------- half-budget check
+def test_half_budget_branch_leaves_the_main_run_unchanged_bit_for_bit():
+    """fit_samples with the half-budget branch: the same history and the same final weights as without."""
+    method = get_method("unet")
+    train = [sample(method, i) for i in range(3)]
+    kw = dict(steps=20, batch_size=2, crop=32, lr=1e-2, seed=3, device="cpu", loss=None, progress=False)
+    runs = {}
+    for half in (False, True):
+        torch.manual_seed(0)
+        model = method.build("slim", task="count")
+        history = fit_samples(method, model, train, [sample(method, 7)], "count", half_budget=half, **kw)
+        runs[half] = (history, [t.detach().clone() for t in model.state_dict().values()])
+    (plain, w_plain), (branched, w_branched) = runs[False], runs[True]
+    assert "half_budget" not in plain.attrs
+    assert plain[["step", "train_loss", "val_loss", "lr"]].equals(branched[["step", "train_loss", "val_loss", "lr"]])
+    assert all(torch.equal(a, b) for a, b in zip(w_plain, w_branched))
+    half = branched.attrs["half_budget"]
+    assert (half["branch_from"], half["steps"]) == (8, 10) and np.isfinite(half["val_loss"])
+
+
+def test_ssrnet_fit_crops_half_budget_branch_leaves_the_main_run_unchanged():
+    from cellnb.methods.ssrnet import fit_crops
+
+    method = get_method("ssrnet")
+    prepared = [{**method.targets(sample(method, i, (64, 64)), "count"), "_normalised": True} for i in range(2)]
+    runs = {}
+    for half in (False, True):
+        torch.manual_seed(0)
+        model = method.build("slim", in_channels=1, task="count")
+        history = fit_crops(model, method.loss(None, model=model), prepared, prepared[:1], steps=20, batch_size=2,
+                            crop=64, n_evals=10, val_crops=1, seed=0, half_budget=half)
+        runs[half] = (history, [t.detach().clone() for t in model.state_dict().values()])
+    assert runs[False][0][["val_loss", "train_loss"]].equals(runs[True][0][["val_loss", "train_loss"]])
+    assert all(torch.equal(a, b) for a, b in zip(runs[False][1], runs[True][1]))
+    assert runs[True][0].attrs["half_budget"]["steps"] == 10
+
+
+def test_half_budget_branch_anneals_and_restores_by_hand():
+    """A one-weight model: the branch's steps see the annealed learning rates; everything is put back."""
+    from cellnb.methods.training import half_budget_branch
+
+    w = nn.Linear(1, 1, bias=False)
+    with torch.no_grad():
+        w.weight.fill_(1.0)
+    opt = torch.optim.SGD(w.parameters(), lr=0.4)
+    rng = np.random.default_rng(0)
+    seen_lr, before_rng = [], rng.bit_generator.state
+
+    def step():
+        seen_lr.append(opt.param_groups[0]["lr"])
+        rng.random()
+        opt.zero_grad()
+        w(torch.ones(1, 1)).sum().backward()  # gradient 1: each step subtracts the learning rate
+        opt.step()
+
+    value = half_budget_branch(step, lambda: float(w.weight.detach()), modules=[w], optimizers=[opt], rngs=[rng], anneal_steps=4)
+    assert seen_lr == pytest.approx([0.4, 0.3, 0.2, 0.1])
+    assert value == pytest.approx(0.0, abs=1e-6)  # 1 - (0.4 + 0.3 + 0.2 + 0.1)
+    assert float(w.weight.detach()) == 1.0 and opt.param_groups[0]["lr"] == 0.4 and rng.bit_generator.state == before_rng
+    with pytest.raises(ValueError, match="anneal_steps"):
+        half_budget_branch(step, lambda: 0.0, modules=[w], optimizers=[opt], anneal_steps=0)

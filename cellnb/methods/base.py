@@ -206,10 +206,17 @@ class Method:
     #: ``predict`` uses it (:func:`training_tile`); a caller's tile for large images (the CLI's
     #: ``--tile``) does not apply to it.
     predicts_in_training_tiles: ClassVar[bool] = False
+    #: whether :meth:`train` takes ``half_budget=True`` and then records ``history.attrs["half_budget"]``,
+    #: the validation loss half the budget reaches (:func:`cellnb.methods.training.half_budget_branch`).
+    #: The generic loop does; a subclass that overrides ``train`` is False unless it sets it itself.
+    measures_half_budget: ClassVar[bool] = True
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
-        """Every subclass's :meth:`build` returns its network in the method's ``memory_format``."""
+        """Every subclass's :meth:`build` returns its network in the method's ``memory_format``; a
+        subclass with its own :meth:`train` measures the half budget only where it says so."""
         super().__init_subclass__(**kwargs)
+        if "train" in cls.__dict__ and "measures_half_budget" not in cls.__dict__:
+            cls.measures_half_budget = False
         if cls.memory_format not in ("contiguous", "channels_last"):
             raise ValueError(f"{cls.__name__}.memory_format must be 'contiguous' or 'channels_last', "
                              f"got {cls.memory_format!r}")

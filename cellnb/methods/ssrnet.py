@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cellnb.methods.base import Method, Prediction, pad_to_multiple, register_method, remember_training_crop, training_tile
-from cellnb.methods.training import evaluation_steps
+from cellnb.methods.training import evaluation_steps, half_budget_branch, half_budget_plan
 from cellnb.models import create_model, outputs
 
 NORM_MEAN, NORM_STD = 0.387, 0.278  # released transforms.Normalize (gray replicated to 3 channels)
@@ -161,7 +161,7 @@ def fit_crops(model: nn.Module, loss_fn: Callable, train_samples: Sequence[Mappi
               val_samples: Sequence[Mapping[str, Any]], *, steps: int, batch_size: int = 8, crop: int = 64,
               lr: float = 1e-3, betas: tuple[float, float] = BETAS, n_evals: int = 12, val_crops: int = 4,
               seed: int = 0, device: str | torch.device = "cpu", init_count: bool = True,
-              precision: str = "float32") -> pd.DataFrame:
+              precision: str = "float32", half_budget: bool = False) -> pd.DataFrame:
     """Train on random crops (flips, 90° rotations) for ``steps`` Adam steps with a one-cycle LR.
 
     Samples are dicts with a normalised ``image`` (H, W), ``mask`` and ``points`` (see
@@ -177,6 +177,10 @@ def fit_crops(model: nn.Module, loss_fn: Callable, train_samples: Sequence[Mappi
     :meth:`SSRNetMethod.train`), resolved by :func:`cellnb.utils.training_precision` (bfloat16 autocast
     only where the device computes it natively); the loss runs on float32 outputs and validation in
     float32. ``attrs["precision"]`` records what ran.
+
+    ``half_budget``: also measure the validation loss half the budget, annealed, reaches
+    (:func:`cellnb.methods.training.half_budget_branch`), as ``attrs["half_budget"]``; the main run
+    is unchanged by it (as :func:`~cellnb.methods.training.fit_samples`).
     """
     if steps < n_evals:
         raise ValueError(f"steps ({steps}) must be >= n_evals ({n_evals})")
@@ -208,11 +212,12 @@ def fit_crops(model: nn.Module, loss_fn: Callable, train_samples: Sequence[Mappi
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps)
     at = evaluation_steps(steps, n_evals)
     rows, acc, parts_acc, n_acc, train_time = [], 0.0, {}, 0, 0.0
-    for step in range(1, steps + 1):
-        model.train()
+    def next_batch() -> dict[str, torch.Tensor]:
         batch = crop_batch(train_samples, rng.integers(0, len(train_samples), batch_size), crop, rng)
-        batch = {k: v.to(dev) for k, v in batch.items()}
-        t0 = time.perf_counter()
+        return {k: v.to(dev) for k, v in batch.items()}
+
+    def optimise(batch: Mapping[str, torch.Tensor], step: int) -> tuple[torch.Tensor, Mapping[str, Any]]:
+        model.train()
         with autocast(precision, dev):
             out = model(batch["image"])
         total, parts = loss_fn(float32_outputs(out), batch)
@@ -221,8 +226,25 @@ def fit_crops(model: nn.Module, loss_fn: Callable, train_samples: Sequence[Mappi
         opt.zero_grad(set_to_none=True)
         total.backward()
         opt.step()
+        return total, parts
+
+    plan = half_budget_plan(steps) if half_budget else None
+    half: dict[str, Any] | None = None
+    for step in range(1, steps + 1):
+        model.train()
+        batch = next_batch()
+        t0 = time.perf_counter()
+        total, parts = optimise(batch, step)
         sched.step()
         train_time += time.perf_counter() - t0
+        if plan is not None and step == plan[0]:
+            t_branch = time.perf_counter()
+            value = half_budget_branch(lambda: optimise(next_batch(), step),
+                                       lambda: evaluate_crops(model, loss_fn, val_batches, dev)["val_loss"],
+                                       modules=[model, *([loss_fn] if isinstance(loss_fn, nn.Module) else [])],
+                                       optimizers=[opt], rngs=[rng], anneal_steps=plan[1])
+            half = {"steps": plan[0] + plan[1], "branch_from": plan[0], "val_loss": value,
+                    "seconds": time.perf_counter() - t_branch}
         acc += float(total.detach())
         n_acc += 1
         for k, v in parts.items():
@@ -235,6 +257,8 @@ def fit_crops(model: nn.Module, loss_fn: Callable, train_samples: Sequence[Mappi
     history = pd.DataFrame(rows)
     history.attrs["steps_per_s"] = steps / train_time if train_time else float("nan")
     history.attrs["precision"] = precision
+    if half is not None:
+        history.attrs["half_budget"] = half
     return history
 
 
@@ -369,6 +393,8 @@ class SSRNetMethod(Method):
         fg = predict_map(model, x, self.multiple, device)
         return Prediction(count=tile_count(model, x, training_tile(model, tile, self.count_tile, self.name), device),
                           foreground=np.clip(fg, 0, 1).astype(np.float32))
+
+    measures_half_budget = True  # fit_crops(half_budget=True)
 
     def train(self, model: nn.Module, train_samples: list[Mapping[str, Any]], val_samples: list[Mapping[str, Any]],
               task: str = "count", *, steps: int, batch_size: int = 8, crop: int | None = 64, lr: float = 1e-3,

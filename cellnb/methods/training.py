@@ -33,14 +33,14 @@ every ``eval_every`` steps, or by default at 10 evenly spaced steps ending at th
 from __future__ import annotations
 
 import time
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
 from torch import nn
 
-__all__ = ["prepare_sample", "augment", "collate", "fit_samples", "instance_centres", "evaluation_steps", "toy_sample"]
+__all__ = ["prepare_sample", "augment", "collate", "fit_samples", "half_budget_branch", "half_budget_gain", "half_budget_plan", "half_budget_summary", "instance_centres", "evaluation_steps", "toy_sample"]
 
 
 def evaluation_steps(steps: int, n_evals: int) -> set[int]:
@@ -212,13 +212,122 @@ def _parts(parts: Mapping[str, Any] | None) -> dict[str, float]:
     return {k: float(v.detach()) if isinstance(v, torch.Tensor) else float(v) for k, v in (parts or {}).items()}
 
 
+
+#: The half-budget check (:func:`half_budget_branch`): the branch leaves the main run at
+#: ``HALF_BUDGET - HALF_BUDGET_ANNEAL`` of the budget and anneals for ``HALF_BUDGET_ANNEAL`` of it,
+#: so that it ends, annealed, at half the budget.
+HALF_BUDGET = 0.5
+HALF_BUDGET_ANNEAL = 0.1
+
+
+def half_budget_plan(steps: int) -> tuple[int, int] | None:
+    """``(branch_from, anneal_steps)`` of the half-budget check of a ``steps``-step training: the
+    branch leaves after main step ``branch_from`` and anneals for ``anneal_steps``, ending at
+    ``steps // 2``; None when ``steps`` is too short for a branch (under 20 steps).
+
+    >>> half_budget_plan(1000)
+    (400, 100)
+    >>> half_budget_plan(19) is None
+    True
+    """
+    steps = int(steps)
+    if steps < 20:
+        return None
+    anneal = max(1, int(round(HALF_BUDGET_ANNEAL * steps)))
+    return int(steps * HALF_BUDGET) - anneal, anneal
+
+
+def half_budget_branch(step: Callable[[], Any], validate: Callable[[], float], *, modules: Sequence[nn.Module],
+                       optimizers: Sequence[torch.optim.Optimizer], rngs: Sequence[np.random.Generator] = (),
+                       anneal_steps: int) -> float:
+    """The validation loss a run would have reached with half its budget, measured without a second run.
+
+    From the current state of a training, ``anneal_steps`` more optimiser steps (``step()``, the
+    loop's own step on its own batches) with every optimiser's learning rate annealed linearly from
+    its current value towards 0 (step ``i`` of ``n`` at ``(n - i + 1) / n`` of it), then
+    ``validate()``. The weights and buffers of ``modules``, the optimisers' states and
+    hyper-parameters, the numpy generators ``rngs`` and torch's CPU (and CUDA) random state are then
+    put back as they were, so the main run continues exactly as it would have without the branch
+    (tested bit for bit). A schedule the loop steps itself (OneCycleLR) is not stepped here.
+
+    This is the anneal branch of a warmup-stable-decay schedule (Hägele et al. 2024, "Scaling laws
+    and compute-optimal training beyond fixed training durations"), used on a one-cycle run: the
+    branch answers "what would half the budget, annealed, have given?" for
+    :func:`cellnb.verdicts.converged_over_budget`.
+    """
+    import copy
+
+    if anneal_steps < 1:
+        raise ValueError(f"anneal_steps must be >= 1, got {anneal_steps}")
+    saved_modules = [copy.deepcopy(m.state_dict()) for m in modules]
+    saved_modes = [[sub.training for sub in m.modules()] for m in modules]
+    saved_optimizers = [copy.deepcopy(o.state_dict()) for o in optimizers]
+    saved_rngs = [copy.deepcopy(r.bit_generator.state) for r in rngs]
+    saved_torch = torch.random.get_rng_state()
+    saved_cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
+    start = [[float(g["lr"]) for g in o.param_groups] for o in optimizers]
+    try:
+        for i in range(1, int(anneal_steps) + 1):
+            scale = (anneal_steps - i + 1) / anneal_steps
+            for o, lrs in zip(optimizers, start):
+                for g, lr0 in zip(o.param_groups, lrs):
+                    g["lr"] = lr0 * scale
+            step()
+        return float(validate())
+    finally:
+        for m, state, modes in zip(modules, saved_modules, saved_modes):
+            m.load_state_dict(state)
+            for sub, mode in zip(m.modules(), modes):
+                sub.training = mode
+        for o, state in zip(optimizers, saved_optimizers):
+            o.load_state_dict(state)
+        for r, state in zip(rngs, saved_rngs):
+            r.bit_generator.state = state
+        torch.random.set_rng_state(saved_torch)
+        if saved_cuda is not None:
+            torch.cuda.set_rng_state_all(saved_cuda)
+
+
+def half_budget_gain(history: pd.DataFrame | None) -> float:
+    """What the second half of a training's budget bought: ``(half - final) / |half|`` of the
+    validation loss, ``half`` from ``history.attrs["half_budget"]``
+    (:func:`cellnb.methods.training.half_budget_branch`) and ``final`` the last evaluation; NaN when
+    the training did not measure it. :func:`cellnb.verdicts.converged_over_budget` is ``gain < 5 %``.
+
+    >>> h = pd.DataFrame({"val_loss": [2.0, 1.0, 0.9]}); h.attrs["half_budget"] = {"val_loss": 1.0}
+    >>> round(half_budget_gain(h), 3)
+    0.1
+    """
+    if history is None or "val_loss" not in history or not len(history) or "half_budget" not in history.attrs:
+        return float("nan")
+    half, final = float(history.attrs["half_budget"]["val_loss"]), float(history["val_loss"].iloc[-1])
+    return (half - final) / abs(half) if half else float("nan")
+
+
+
+def half_budget_summary(gains: Sequence[float]) -> dict[str, Any]:
+    """The seeds' :func:`half_budget_gain` in one record (for :meth:`cellnb.results.Run.model`):
+    ``half_budget_gain`` (mean over the seeds that measured it, NaN if none),
+    ``seeds_converged_over_budget`` (gain under :data:`cellnb.verdicts.CONVERGENCE_TOL`) and
+    ``seeds_half_budget`` (how many measured it).
+
+    >>> half_budget_summary([0.02, 0.10, float("nan")])["seeds_converged_over_budget"]
+    1
+    """
+    from cellnb.verdicts import CONVERGENCE_TOL
+
+    measured = [float(g) for g in gains if g is not None and np.isfinite(g)]
+    return {"half_budget_gain": float(np.mean(measured)) if measured else float("nan"),
+            "seeds_converged_over_budget": int(sum(g < CONVERGENCE_TOL for g in measured)),
+            "seeds_half_budget": len(measured)}
+
 def fit_samples(method, model: nn.Module, train_samples: Sequence[Mapping[str, Any]],
                 val_samples: Sequence[Mapping[str, Any]], task: str | None, *, steps: int, batch_size: int = 8,
                 crop: int | None = 96, lr: float = 1e-3, seed: int = 0, device: str | torch.device = "cpu",
                 loss: str | None = None, progress: bool = False, eval_every: int | None = None,
                 val_crops: int = 2, weight_decay: float = 0.0, grad_clip: float | None = None,
                 update_bn: bool = True, loss_kwargs: Mapping[str, Any] | None = None,
-                keep_best: bool = False, precision: str | None = None) -> pd.DataFrame:
+                keep_best: bool = False, precision: str | None = None, half_budget: bool = False) -> pd.DataFrame:
     """Train ``model`` (built by ``method``) for ``steps`` optimiser steps; returns the history.
 
     One row per evaluation: ``step``, ``train_loss`` (mean over the steps since the previous
@@ -237,6 +346,12 @@ def fit_samples(method, model: nn.Module, train_samples: Sequence[Mapping[str, A
     :func:`cellnb.utils.training_precision` (bfloat16 autocast only where the device computes it
     natively) and recorded as ``attrs["precision"]``. The loss, the validation loss, BatchNorm
     recalibration and prediction run in float32.
+
+    ``half_budget``: also measure the validation loss that half the budget, annealed, reaches
+    (:func:`half_budget_branch` from step ``half_budget_plan(steps)[0]``), recorded as
+    ``attrs["half_budget"]`` = ``{"steps", "branch_from", "val_loss", "seconds"}`` for
+    :func:`cellnb.verdicts.converged_over_budget`. The main run is unchanged by it; its cost is the
+    branch's steps (10 % of the budget), not counted in ``steps_per_s``.
     """
     from cellnb.train import _EarlyStopping, recalibrate_batchnorm
     from cellnb.utils import autocast, float32_outputs, select_device, training_precision
@@ -308,10 +423,7 @@ def fit_samples(method, model: nn.Module, train_samples: Sequence[Mapping[str, A
     sums: dict[str, float] = {}
     n_since = 0
     model.train()
-    for step in range(1, steps + 1):
-        batch = _to(train_batch(), device)
-        t_step = time.perf_counter()
-        current_lr = float(opt.param_groups[0]["lr"])
+    def optimise(batch: Mapping[str, torch.Tensor], step: int) -> tuple[torch.Tensor, dict[str, float]]:
         opt.zero_grad(set_to_none=True)
         with autocast(precision, device):
             out = model(batch["image"])
@@ -324,9 +436,25 @@ def fit_samples(method, model: nn.Module, train_samples: Sequence[Mapping[str, A
         if grad_clip is not None:
             nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
         opt.step()
+        return total, parts
+
+    plan = half_budget_plan(steps) if half_budget else None
+    half: dict[str, Any] | None = None
+    for step in range(1, steps + 1):
+        batch = _to(train_batch(), device)
+        t_step = time.perf_counter()
+        current_lr = float(opt.param_groups[0]["lr"])
+        total, parts = optimise(batch, step)
         if sched is not None:
             sched.step()
         train_time += time.perf_counter() - t_step
+        if plan is not None and step == plan[0]:
+            t_branch = time.perf_counter()
+            value = half_budget_branch(lambda: optimise(_to(train_batch(), device), step), lambda: validate()["val_loss"],
+                                       modules=[model, *([loss_fn] if isinstance(loss_fn, nn.Module) else [])],
+                                       optimizers=[opt], rngs=[rng], anneal_steps=plan[1])
+            half = {"steps": plan[0] + plan[1], "branch_from": plan[0], "val_loss": value,
+                    "seconds": time.perf_counter() - t_branch}
         sums["train_loss"] = sums.get("train_loss", 0.0) + float(total.detach())
         for k, v in parts.items():
             sums[k] = sums.get(k, 0.0) + v
@@ -350,4 +478,6 @@ def fit_samples(method, model: nn.Module, train_samples: Sequence[Mapping[str, A
     model.eval()
     history.attrs.update({"steps_per_s": steps / max(train_time, 1e-9), "train_s": time.perf_counter() - t0,
                           "bn_recalibrated": bool(bn), "stop_reason": "completed", "precision": precision})
+    if half is not None:
+        history.attrs["half_budget"] = half
     return history

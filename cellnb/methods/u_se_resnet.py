@@ -203,18 +203,27 @@ class USEResNet(Method):
                           maps={"marker": np.asarray(marker, np.float32)})
 
     # ------------------------------------------------------------------ training
+    measures_half_budget = True  # train(half_budget=True)
+
     def train(self, model: nn.Module, train_samples: list[Mapping[str, np.ndarray]],
               val_samples: list[Mapping[str, np.ndarray]], task: str = "instances", *, steps: int, batch_size: int = 8,
               crop: int | None = 64, lr: float = 3e-3, seed: int = 0, device: str | torch.device = "cpu",
               loss: str | None = None, progress: bool = False, erosion: int | None = None, n_evals: int = 10,
-              noise_max: float = 0.2, weight_decay: float = 0.0, precision: str | None = None, **_: Any):
+              noise_max: float = 0.2, weight_decay: float = 0.0, precision: str | None = None,
+              half_budget: bool = False, **_: Any):
         """Train on annotated samples; returns a DataFrame (one row per evaluation) with ``step``,
         ``train_loss`` (the weighted training loss over the interval), ``val_loss`` (plain BCE on the
         whole held-out images), ``power``, ``lr``; ``attrs["steps_per_s"]`` (optimiser steps per second,
         data preparation included), ``attrs["seconds"]`` and ``attrs["precision"]``: the forward pass runs in
         ``precision`` (None: :attr:`train_precision`) where the device computes it natively (:func:`cellnb.utils.training_precision`),
-        the loss on float32 outputs, validation in float32."""
+        the loss on float32 outputs, validation in float32.
+
+        ``half_budget``: also the validation loss half the budget reaches, annealed, as
+        ``attrs["half_budget"]`` (:func:`cellnb.methods.training.half_budget_branch`; the loss's power
+        stays at its value of the branch point); the main run is unchanged by it."""
         import pandas as pd
+
+        from cellnb.methods.training import half_budget_branch, half_budget_plan
 
         from cellnb.train import recalibrate_batchnorm
         from cellnb.utils import autocast, float32_outputs, seed_everything, training_precision
@@ -240,12 +249,13 @@ class USEResNet(Method):
         eval_at = evaluation_steps(steps, n_evals)
         rows, running, seen = [], 0.0, 0
         t_train = 0.0
-        for step in range(1, steps + 1):
-            ts = time.perf_counter()
+
+        def next_batch() -> torch.Tensor:
             batch = np.stack([augment_crop(train_stacks[int(i)], rng, crop, noise_max)
                               for i in rng.integers(0, len(train_stacks), batch_size)])
-            x = torch.from_numpy(batch).to(device)
-            power = loss_fn.set_epoch(step - 1)
+            return torch.from_numpy(batch).to(device)
+
+        def optimise(x: torch.Tensor, step: int) -> torch.Tensor:
             with autocast(precision, device):
                 out = model(x[:, :1])
             total, _ = loss_fn(float32_outputs(out), {"mask": x[:, 1:2], "marker": x[:, 2:3], "weight": x[:, 3:4]})
@@ -254,11 +264,27 @@ class USEResNet(Method):
             opt.zero_grad(set_to_none=True)
             total.backward()
             opt.step()
+            return total
+
+        plan = half_budget_plan(steps) if half_budget else None
+        half = None
+        for step in range(1, steps + 1):
+            ts = time.perf_counter()
+            x = next_batch()
+            power = loss_fn.set_epoch(step - 1)
+            total = optimise(x, step)
             lr_now = float(opt.param_groups[0]["lr"])
             sched.step()
             running += float(total.detach())
             seen += 1
             t_train += time.perf_counter() - ts
+            if plan is not None and step == plan[0]:
+                t_branch = time.perf_counter()
+                value = half_budget_branch(lambda: optimise(next_batch(), step),
+                                           lambda: self.validation_loss(model, val_stacks, device),
+                                           modules=[model], optimizers=[opt], rngs=[rng], anneal_steps=plan[1])
+                half = {"steps": plan[0] + plan[1], "branch_from": plan[0], "val_loss": value,
+                        "seconds": time.perf_counter() - t_branch}
             if step in eval_at:
                 rows.append({"step": step, "train_loss": running / seen, "val_loss": self.validation_loss(model, val_stacks, device),
                              "power": power, "lr": lr_now})
@@ -274,6 +300,8 @@ class USEResNet(Method):
         history.attrs["steps_per_s"] = steps / max(t_train, 1e-9)
         history.attrs["seconds"] = time.perf_counter() - t0
         history.attrs["precision"] = precision
+        if half is not None:
+            history.attrs["half_budget"] = half
         return history
 
     @torch.no_grad()
