@@ -41,6 +41,19 @@ def test_budget_table_lists_each_task_and_method_once():
     table = exp.budget_table(status)
     assert len(table) == 1 and table.loc[0, "steps"] == 200 and table.loc[0, "converged (seeds)"] == "2/3"
     assert table.loc[0, "train (s)"] == "11"
+    assert table.loc[0, "gain of the 2nd half (seeds)"] == "–"  # not measured
+    status["half_budget_gain"] = [0.123, -0.004, float("nan")]
+    assert exp.budget_table(status).loc[0, "gain of the 2nd half (seeds)"] == "+12 %, +0 %"
+
+
+def test_learned_status_reports_the_half_budget_gain_of_the_seeds_that_measured_it():
+    status = pd.DataFrame([{"task": "nuclei", "method": "a", "seed": s, "val_curve": [1.0] * 10, "converged": True,
+                            "half_budget_gain": g, "train_s": 1.0, "steps_per_s": 2.0}
+                           for s, g in zip((0, 1, 2), (0.02, 0.10, float("nan")))])
+    st = exp.learned_status(_rows(), status, "nuclei", "a")
+    assert st["half_budget_gain"] == pytest.approx(0.06) and st["seeds_half_budget"] == 2
+    assert st["seeds_converged_over_budget"] == 1  # 2 % < 5 % <= 10 %
+    assert np.isnan(exp.learned_status(_rows(), status.drop(columns="half_budget_gain"), "nuclei", "a")["half_budget_gain"])
 
 
 # ------------------------------------------------------------------------------ data

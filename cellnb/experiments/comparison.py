@@ -77,6 +77,10 @@ _COMMON = dict(
     generated_count="fallback",
     # sim-to-real: these methods (None: every nuclei method that predicts instances)
     real_methods=None,
+    # every training whose loop can (Method.measures_half_budget) also measures the validation loss
+    # half its budget reaches, annealed (cellnb.methods.training.half_budget_branch; 10 % more steps,
+    # the main run unchanged): the budget table shows what the second half of the budget bought
+    half_budget_check=True,
 )
 SETTINGS: dict[str, dict[str, Any]] = {
     "smoke": dict(
@@ -293,7 +297,11 @@ def budget(cfg: Mapping[str, Any], task: str, name: str) -> dict[str, Any]:
 def train_method(name: str, task: str, train: Sequence[Mapping[str, Any]], val: Sequence[Mapping[str, Any]],
                  cfg: Mapping[str, Any], seed: int, device: str = "cpu") -> dict[str, Any]:
     """Build ``name`` at the profile's size and train it with its own recipe (``method.train``) for
-    the profile's steps. Returns ``{model, history, val_curve, train_s, steps_per_s}``."""
+    the profile's steps. Returns ``{model, history, val_curve, train_s, steps_per_s, converged,
+    half_budget_gain}``: the last is :func:`half_budget_gain` of the history (NaN where the method's
+    loop does not measure it or ``cfg["half_budget_check"]`` is off)."""
+    from cellnb.methods import training
+
     from cellnb.methods import get_method
     from cellnb.utils import seed_everything
 
@@ -301,17 +309,18 @@ def train_method(name: str, task: str, train: Sequence[Mapping[str, Any]], val: 
     seed_everything(seed)
     if not method.trainable:
         return {"model": None, "history": None, "val_curve": [], "train_s": 0.0, "steps_per_s": float("nan"),
-                "converged": False}
+                "converged": False, "half_budget_gain": float("nan")}
     in_channels = int(method.normalize(train[0]["image"]).shape[0])
     model = method.build(cfg["size"], in_channels=in_channels, task=task)
+    extra = {"half_budget": True} if cfg.get("half_budget_check") and method.measures_half_budget else {}
     t0 = time.perf_counter()
     history = method.train(model, list(train), list(val), task, steps=int(cfg["steps"]), batch_size=int(cfg["batch_size"]),
-                           crop=int(cfg["crop"]), seed=seed, device=device, progress=False)
+                           crop=int(cfg["crop"]), seed=seed, device=device, progress=False, **extra)
     train_s = time.perf_counter() - t0
     curve = [float(v) for v in history["val_loss"]] if history is not None and "val_loss" in history else []
     sps = float(history.attrs.get("steps_per_s", cfg["steps"] / max(train_s, 1e-9))) if history is not None else float("nan")
     return {"model": model, "history": history, "val_curve": curve, "train_s": train_s, "steps_per_s": sps,
-            "converged": training_converged(history)}
+            "converged": training_converged(history), "half_budget_gain": training.half_budget_gain(history)}
 
 
 def training_converged(history: pd.DataFrame | None) -> bool:
@@ -489,7 +498,8 @@ def run_task(task: str, methods: Sequence[str | Sequence[str]], splits: Sequence
                 chosen = {"postprocess": options} if options is not None else {}
                 status.append({"task": task, "method": label, "seed": seed, "val_curve": trained["val_curve"], **chosen,
                                "floor": FLOOR_OF_INPUT[kind] if task == "blood" else FLOOR,
-                               "converged": trained["converged"], "train_s": trained["train_s"],
+                               "converged": trained["converged"], "half_budget_gain": trained["half_budget_gain"],
+                               "train_s": trained["train_s"],
                                "steps_per_s": trained["steps_per_s"], **{k: b[k] for k in BUDGET_KEYS}})
             if log:
                 vals = [r[metric] for r in rows if r["method"] == label and r["seed"] == seed]
@@ -554,7 +564,10 @@ def learned_status(rows: pd.DataFrame, status: pd.DataFrame, task: str, method: 
     curves = st["val_curve"].tolist()
     # each training's own verdict (training_converged: stage by stage for a pipeline)
     flags = [bool(f) for f in st["converged"]] if "converged" in st else [verdicts.converged(c) for c in curves]
-    return {"converged": bool(len(flags)) and all(flags),
+    from cellnb.methods.training import half_budget_summary
+
+    half = half_budget_summary(st["half_budget_gain"] if "half_budget_gain" in st else [])
+    return {**half, "converged": bool(len(flags)) and all(flags),
             "beats_floor": bool(len(a)) and verdicts.beats_floor(a, b, better=better, groups=groups),
             "metric": metric, "value": float(np.mean(a)) if len(a) else float("nan"),
             "floor": float(np.mean(b)) if len(b) else float("nan"), "floor_label": floor_label,
@@ -599,14 +612,20 @@ def count_calibration_table(rows: pd.DataFrame, task: str) -> pd.DataFrame:
 
 def budget_table(status: pd.DataFrame) -> pd.DataFrame:
     """One row per (task, method) of ``status``: the budget it trained with (size, steps, batch, crop),
-    the mean training seconds and steps per second over its seeds, and how many seeds converged."""
+    the mean training seconds and steps per second over its seeds, how many seeds converged (the
+    last-quarter rule, :func:`cellnb.verdicts.converged`) and, where the loop measured it, what the
+    second half of the budget bought per seed (:func:`cellnb.methods.training.half_budget_gain`, "–"
+    where not measured)."""
     rows = []
     for (task, method), g in status.groupby(["task", "method"], sort=False):
         first = g.iloc[0]
+        gains = g["half_budget_gain"].tolist() if "half_budget_gain" in g else []
+        shown = ", ".join(f"{int(round(100 * v)):+d} %" for v in gains if np.isfinite(v)) or "–"
         rows.append({"task": TASK_TITLE.get(task, task), "method": method,
                      **{k: first[k] for k in BUDGET_KEYS if k in g},
                      "train (s)": f"{g['train_s'].mean():.0f}", "steps / s": f"{g['steps_per_s'].mean():.1f}",
-                     "converged (seeds)": f"{int(g['converged'].sum())}/{len(g)}"})
+                     "converged (seeds)": f"{int(g['converged'].sum())}/{len(g)}",
+                     "gain of the 2nd half (seeds)": shown})
     return pd.DataFrame(rows)
 
 

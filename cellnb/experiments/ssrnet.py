@@ -25,6 +25,7 @@ from torch import nn
 from cellnb import floors, metrics, verdicts
 from cellnb.methods import get_method
 from cellnb.methods.ssrnet import BETAS, NORM_MEAN, NORM_STD, fit_crops, predict_map, tile_count  # noqa: F401
+from cellnb.methods.training import half_budget_gain, half_budget_summary
 from cellnb.models import create_model
 from cellnb.utils import seed_everything
 
@@ -71,7 +72,7 @@ SETTINGS: dict[str, dict[str, Any]] = {
         steps=24, decoder_steps=16, lr=2e-3, n_evals=8, val_crops=2, base_width=4, unet_width=4, unet_depth=3,
         models=("paper", "paper_fixed", "unet", "released", "released_target", "decoder_ssr", "bilinear", "transpose"),
         vgg_splits=1, vgg_n_train=6, vgg_n_val=2, vgg_n_test=6, vgg_scale=0.25, vgg_steps=16, vgg_models=("paper_fixed",),
-        profile_size=64, profile_width=16, bench_warmup=0, bench_repeats=1,
+        profile_size=64, profile_width=16, bench_warmup=0, bench_repeats=1, half_budget_check=True,
     ),
     "quick": dict(
         scale=0.246, n_train=24, n_val=6, n_test=16, stains=(1, 2), seeds=3, crop=64, batch_size=8,
@@ -87,6 +88,9 @@ SETTINGS: dict[str, dict[str, Any]] = {
         vgg_splits=3, vgg_n_train=50, vgg_n_val=10, vgg_n_test=100, vgg_scale=1.0, vgg_steps=3000,
         vgg_models=("paper_fixed",),
         profile_size=256, profile_width=64, bench_warmup=1, bench_repeats=2,
+        # every training also measures the validation loss half its budget reaches, annealed
+        # (cellnb.methods.training.half_budget_branch: 10 % more steps, the run itself unchanged)
+        half_budget_check=True,
     ),
     "full": dict(  # released script: 520x696 fields, Adam 1e-4 (0.5, 0.999), batch 1, 30 epochs (~29,000 steps)
         scale=1.0, n_train=960, n_val=48, n_test=240, stains=(1, 2), seeds=3, crop=256, batch_size=8,
@@ -94,7 +98,7 @@ SETTINGS: dict[str, dict[str, Any]] = {
         models=("paper", "paper_fixed", "unet", "released", "released_target", "decoder_ssr", "bilinear", "transpose"),
         vgg_splits=5, vgg_n_train=50, vgg_n_val=10, vgg_n_test=100, vgg_scale=1.0, vgg_steps=20000,
         vgg_models=("paper_fixed", "paper", "unet"),
-        profile_size=256, profile_width=64, bench_warmup=3, bench_repeats=10,
+        profile_size=256, profile_width=64, bench_warmup=3, bench_repeats=10, half_budget_check=True,
     ),
 }
 
@@ -190,7 +194,8 @@ def train(name: str, train_samples: Sequence[dict], val_samples: Sequence[dict],
     t0 = time.perf_counter()
     history = fit_crops(model, loss_fn, train_samples, val_samples, steps=steps, batch_size=cfg["batch_size"],
                         crop=cfg["crop"], lr=cfg["lr"], betas=BETAS, n_evals=cfg["n_evals"], val_crops=cfg["val_crops"],
-                        seed=seed, device=device, precision=METHOD.train_precision)
+                        seed=seed, device=device, precision=METHOD.train_precision,
+                        half_budget=bool(cfg.get("half_budget_check", False)))
     return model, history, time.perf_counter() - t0
 
 
@@ -322,13 +327,22 @@ def _paired(per_image: pd.DataFrame, model: str, key: str, reference: str = "flo
     return merged[key].to_numpy(float), merged[f"{key}_ref"].to_numpy(float), merged["seed"].to_numpy()
 
 
+def _measured_half(status: Mapping[str, Any]) -> dict[str, Any]:
+    """The half-budget fields of a status for :meth:`cellnb.results.Run.model`: none when no seed measured it."""
+    if not status.get("seeds_half_budget"):
+        return {}
+    return {"half_budget_gain": status["half_budget_gain"], "seeds_converged_over_budget": status["seeds_converged_over_budget"]}
+
+
 def learned_status(per_image: pd.DataFrame, histories: Mapping[tuple[str, int], pd.DataFrame], name: str) -> dict[str, Any]:
     """``converged`` (every seed's validation curve, :func:`cellnb.verdicts.converged`) and
     ``beats_floor`` (per-image values against the floor, seeds as groups) of one model: count models
     on the absolute count error, the released-target model on its own target (the plate column
-    against the constant mean column), decoder-ablation models on Dice against Otsu."""
+    against the constant mean column), decoder-ablation models on Dice against Otsu; with the seeds'
+    :func:`cellnb.methods.training.half_budget_summary` (what the second half of the budget bought)."""
     curves = [h["val_loss"].tolist() for (n, _), h in sorted(histories.items()) if n == name]
     conv = all(verdicts.converged(c) for c in curves)
+    half = half_budget_summary([half_budget_gain(h) for (n, _), h in sorted(histories.items()) if n == name])
     rows = per_image[per_image.model == name]
     if "released_target" in rows and rows["released_target"].notna().any():
         own = np.abs(rows["pred"] - rows["released_target"]).to_numpy()
@@ -336,14 +350,14 @@ def learned_status(per_image: pd.DataFrame, histories: Mapping[tuple[str, int], 
         floor_err = np.abs(const - rows["released_target"].to_numpy())
         beats = verdicts.beats_floor(own, floor_err, better="lower", groups=rows["seed"].to_numpy())
         return {"converged": conv, "beats_floor": beats, "metric": "released_target_mae", "value": float(own.mean()),
-                "floor": float(floor_err.mean()), "curve": curves[0]}
+                "floor": float(floor_err.mean()), "curve": curves[0], **half}
     if MODELS.get(name, {}).get("task") == "mask":
         a, b, g = _paired(per_image, name, "dice")
         return {"converged": conv, "beats_floor": verdicts.beats_floor(a, b, better="higher", groups=g), "metric": "dice",
-                "value": float(a.mean()), "floor": float(b.mean()), "curve": curves[0]}
+                "value": float(a.mean()), "floor": float(b.mean()), "curve": curves[0], **half}
     a, b, g = _paired(per_image, name, "abs_err")
     return {"converged": conv, "beats_floor": verdicts.beats_floor(a, b, better="lower", groups=g), "metric": "count_mae",
-            "value": float(a.mean()), "floor": float(b.mean()), "curve": curves[0]}
+            "value": float(a.mean()), "floor": float(b.mean()), "curve": curves[0], **half}
 
 
 def summary_table(per_image: pd.DataFrame, labels: Mapping[str, str] | None = None) -> pd.DataFrame:
@@ -489,7 +503,7 @@ def record(run, gen: Mapping[str, Any], eff: pd.DataFrame, vgg: Mapping[str, Any
             run.metric(f"{name}_floor_released_target_mae", status["floor"])
         run.model(name, converged=status["converged"], beats_floor=status["beats_floor"], metric=status["metric"],
                   value=status["value"], floor=status["floor"], curve=status["curve"], seeds=int(r.seed.nunique()),
-                  steps_per_s=float(t["steps_per_s"].mean()))
+                  steps_per_s=float(t["steps_per_s"].mean()), **_measured_half(status))
     # VGG
     if vgg is not None:
         vp = vgg["per_image"]
@@ -508,10 +522,11 @@ def record(run, gen: Mapping[str, Any], eff: pd.DataFrame, vgg: Mapping[str, Any
             t = vgg["timing"][vgg["timing"].model == key]
             run.metric(f"{key}_steps_per_s", t["steps_per_s"].mean())
             curves = [h["val_loss"].tolist() for (n, _), h in sorted(vgg["histories"].items()) if n == name]
+            half = half_budget_summary([half_budget_gain(h) for (n, _), h in sorted(vgg["histories"].items()) if n == name])
             run.model(key, converged=all(verdicts.converged(c) for c in curves),
                       beats_floor=verdicts.beats_floor(a, b, better="lower", groups=g), metric="count_mae",
                       value=mean, floor=float(b.mean()), curve=curves[0], seeds=int(len(set(g))),
-                      steps_per_s=float(t["steps_per_s"].mean()))
+                      steps_per_s=float(t["steps_per_s"].mean()), **_measured_half(half))
         best = min((n for n in dict.fromkeys(vp.model) if n != "floor" and MODELS[n]["net"] == "ssrnet"),
                    key=lambda n: run.metrics[f"vgg_{n}_count_mae"])
         run.metric("vgg_best_count_mae_low", run.metrics[f"vgg_{best}_count_mae_low"])
