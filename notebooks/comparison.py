@@ -35,6 +35,7 @@ from IPython.display import Markdown, display
 from cellnb import config, data, floors, report, results, sim2real, utils, verdicts
 from cellnb.experiments import comparison as exp
 from cellnb.methods import get_method, list_methods
+from cellnb.methods.training import half_budget_fields
 
 cfg, dev, run = config.start_chapter("comparison", exp.SETTINGS, profile=profile, device=device, seed=seed, data_root=data_root, num_threads=num_threads)
 seeds = [seed + i for i in range(cfg.n_seeds)]
@@ -167,9 +168,7 @@ for task in outcomes:
         ceil = ceilings[task].get(name, {}).get(metric)
         run.model(f"{name}@{task}", converged=st["converged"], beats_floor=st["beats_floor"], metric=metric,
                   value=st["value"], floor=st["floor"], ceiling=ceil, curve=st["curve"],
-                  seeds_converged=st["seeds_converged"], n_seeds=st["n_seeds"],
-                  **({"half_budget_gain": st["half_budget_gain"], "seeds_converged_over_budget": st["seeds_converged_over_budget"]}
-                     if st["seeds_half_budget"] else {}))
+                  seeds_converged=st["seeds_converged"], n_seeds=st["n_seeds"], **half_budget_fields(st))
         run.metric(f"{name}_{task}_steps_per_s", st["steps_per_s"])
         run.metric(f"{name}_{task}_train_s", st["train_s"])
 for _, r in summary.iterrows():  # untrained methods (the classical pipeline): beats its floor?

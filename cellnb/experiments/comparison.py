@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 
 from cellnb import floors, postprocess, verdicts
+from cellnb.methods.training import half_budget_gain, half_budget_summary
 
 NAME = "comparison"
 #: task -> (metric, better, floor description)
@@ -298,10 +299,8 @@ def train_method(name: str, task: str, train: Sequence[Mapping[str, Any]], val: 
                  cfg: Mapping[str, Any], seed: int, device: str = "cpu") -> dict[str, Any]:
     """Build ``name`` at the profile's size and train it with its own recipe (``method.train``) for
     the profile's steps. Returns ``{model, history, val_curve, train_s, steps_per_s, converged,
-    half_budget_gain}``: the last is :func:`half_budget_gain` of the history (NaN where the method's
+    half_budget_gain}``: the last is :func:`cellnb.methods.training.half_budget_gain` of the history (NaN where the method's
     loop does not measure it or ``cfg["half_budget_check"]`` is off)."""
-    from cellnb.methods import training
-
     from cellnb.methods import get_method
     from cellnb.utils import seed_everything
 
@@ -320,7 +319,7 @@ def train_method(name: str, task: str, train: Sequence[Mapping[str, Any]], val: 
     curve = [float(v) for v in history["val_loss"]] if history is not None and "val_loss" in history else []
     sps = float(history.attrs.get("steps_per_s", cfg["steps"] / max(train_s, 1e-9))) if history is not None else float("nan")
     return {"model": model, "history": history, "val_curve": curve, "train_s": train_s, "steps_per_s": sps,
-            "converged": training_converged(history), "half_budget_gain": training.half_budget_gain(history)}
+            "converged": training_converged(history), "half_budget_gain": half_budget_gain(history)}
 
 
 def training_converged(history: pd.DataFrame | None) -> bool:
@@ -564,8 +563,6 @@ def learned_status(rows: pd.DataFrame, status: pd.DataFrame, task: str, method: 
     curves = st["val_curve"].tolist()
     # each training's own verdict (training_converged: stage by stage for a pipeline)
     flags = [bool(f) for f in st["converged"]] if "converged" in st else [verdicts.converged(c) for c in curves]
-    from cellnb.methods.training import half_budget_summary
-
     half = half_budget_summary(st["half_budget_gain"] if "half_budget_gain" in st else [])
     return {**half, "converged": bool(len(flags)) and all(flags),
             "beats_floor": bool(len(a)) and verdicts.beats_floor(a, b, better=better, groups=groups),

@@ -25,7 +25,7 @@ from torch import nn
 from cellnb import floors, metrics, verdicts
 from cellnb.methods import get_method
 from cellnb.methods.ssrnet import BETAS, NORM_MEAN, NORM_STD, fit_crops, predict_map, tile_count  # noqa: F401
-from cellnb.methods.training import half_budget_gain, half_budget_summary
+from cellnb.methods.training import half_budget_fields, half_budget_gain, half_budget_summary
 from cellnb.models import create_model
 from cellnb.utils import seed_everything
 
@@ -327,13 +327,6 @@ def _paired(per_image: pd.DataFrame, model: str, key: str, reference: str = "flo
     return merged[key].to_numpy(float), merged[f"{key}_ref"].to_numpy(float), merged["seed"].to_numpy()
 
 
-def _measured_half(status: Mapping[str, Any]) -> dict[str, Any]:
-    """The half-budget fields of a status for :meth:`cellnb.results.Run.model`: none when no seed measured it."""
-    if not status.get("seeds_half_budget"):
-        return {}
-    return {"half_budget_gain": status["half_budget_gain"], "seeds_converged_over_budget": status["seeds_converged_over_budget"]}
-
-
 def learned_status(per_image: pd.DataFrame, histories: Mapping[tuple[str, int], pd.DataFrame], name: str) -> dict[str, Any]:
     """``converged`` (every seed's validation curve, :func:`cellnb.verdicts.converged`) and
     ``beats_floor`` (per-image values against the floor, seeds as groups) of one model: count models
@@ -503,7 +496,7 @@ def record(run, gen: Mapping[str, Any], eff: pd.DataFrame, vgg: Mapping[str, Any
             run.metric(f"{name}_floor_released_target_mae", status["floor"])
         run.model(name, converged=status["converged"], beats_floor=status["beats_floor"], metric=status["metric"],
                   value=status["value"], floor=status["floor"], curve=status["curve"], seeds=int(r.seed.nunique()),
-                  steps_per_s=float(t["steps_per_s"].mean()), **_measured_half(status))
+                  steps_per_s=float(t["steps_per_s"].mean()), **half_budget_fields(status))
     # VGG
     if vgg is not None:
         vp = vgg["per_image"]
@@ -526,7 +519,7 @@ def record(run, gen: Mapping[str, Any], eff: pd.DataFrame, vgg: Mapping[str, Any
             run.model(key, converged=all(verdicts.converged(c) for c in curves),
                       beats_floor=verdicts.beats_floor(a, b, better="lower", groups=g), metric="count_mae",
                       value=mean, floor=float(b.mean()), curve=curves[0], seeds=int(len(set(g))),
-                      steps_per_s=float(t["steps_per_s"].mean()), **_measured_half(half))
+                      steps_per_s=float(t["steps_per_s"].mean()), **half_budget_fields(half))
         best = min((n for n in dict.fromkeys(vp.model) if n != "floor" and MODELS[n]["net"] == "ssrnet"),
                    key=lambda n: run.metrics[f"vgg_{n}_count_mae"])
         run.metric("vgg_best_count_mae_low", run.metrics[f"vgg_{best}_count_mae_low"])

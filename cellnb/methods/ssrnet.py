@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cellnb.methods.base import Method, Prediction, pad_to_multiple, register_method, remember_training_crop, training_tile
-from cellnb.methods.training import evaluation_steps, half_budget_branch, half_budget_plan
+from cellnb.methods.training import evaluation_steps, half_budget_plan, half_budget_record
 from cellnb.models import create_model, outputs
 
 NORM_MEAN, NORM_STD = 0.387, 0.278  # released transforms.Normalize (gray replicated to 3 channels)
@@ -238,13 +238,10 @@ def fit_crops(model: nn.Module, loss_fn: Callable, train_samples: Sequence[Mappi
         sched.step()
         train_time += time.perf_counter() - t0
         if plan is not None and step == plan[0]:
-            t_branch = time.perf_counter()
-            value = half_budget_branch(lambda: optimise(next_batch(), step),
-                                       lambda: evaluate_crops(model, loss_fn, val_batches, dev)["val_loss"],
-                                       modules=[model, *([loss_fn] if isinstance(loss_fn, nn.Module) else [])],
-                                       optimizers=[opt], rngs=[rng], anneal_steps=plan[1])
-            half = {"steps": plan[0] + plan[1], "branch_from": plan[0], "val_loss": value,
-                    "seconds": time.perf_counter() - t_branch}
+            half = half_budget_record(plan, lambda: optimise(next_batch(), step),
+                                      lambda: evaluate_crops(model, loss_fn, val_batches, dev)["val_loss"],
+                                      modules=[model, *([loss_fn] if isinstance(loss_fn, nn.Module) else [])],
+                                      optimizers=[opt], rngs=[rng])
         acc += float(total.detach())
         n_acc += 1
         for k, v in parts.items():

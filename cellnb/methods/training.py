@@ -40,7 +40,8 @@ import pandas as pd
 import torch
 from torch import nn
 
-__all__ = ["prepare_sample", "augment", "collate", "fit_samples", "half_budget_branch", "half_budget_gain", "half_budget_plan", "half_budget_summary", "instance_centres", "evaluation_steps", "toy_sample"]
+__all__ = ["prepare_sample", "augment", "collate", "fit_samples", "half_budget_branch", "half_budget_fields", "half_budget_gain", "half_budget_plan", "half_budget_record",
+           "half_budget_summary", "instance_centres", "evaluation_steps", "toy_sample"]
 
 
 def evaluation_steps(steps: int, n_evals: int) -> set[int]:
@@ -288,6 +289,15 @@ def half_budget_branch(step: Callable[[], Any], validate: Callable[[], float], *
             torch.cuda.set_rng_state_all(saved_cuda)
 
 
+def half_budget_record(plan: tuple[int, int], step: Callable[[], Any], validate: Callable[[], float], *,
+                       modules: Sequence[nn.Module], optimizers: Sequence[torch.optim.Optimizer],
+                       rngs: Sequence[np.random.Generator] = ()) -> dict[str, Any]:
+    """:func:`half_budget_branch` for a loop at step ``plan[0]`` of :func:`half_budget_plan`, as the
+    ``history.attrs["half_budget"]`` record: ``{"steps", "branch_from", "val_loss", "seconds"}``."""
+    t0 = time.perf_counter()
+    value = half_budget_branch(step, validate, modules=modules, optimizers=optimizers, rngs=rngs, anneal_steps=plan[1])
+    return {"steps": plan[0] + plan[1], "branch_from": plan[0], "val_loss": value, "seconds": time.perf_counter() - t0}
+
 def half_budget_gain(history: pd.DataFrame | None) -> float:
     """What the second half of a training's budget bought: ``(half - final) / |half|`` of the
     validation loss, ``half`` from ``history.attrs["half_budget"]``
@@ -320,6 +330,17 @@ def half_budget_summary(gains: Sequence[float]) -> dict[str, Any]:
     return {"half_budget_gain": float(np.mean(measured)) if measured else float("nan"),
             "seeds_converged_over_budget": int(sum(g < CONVERGENCE_TOL for g in measured)),
             "seeds_half_budget": len(measured)}
+
+def half_budget_fields(summary: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields of a :func:`half_budget_summary` that :meth:`cellnb.results.Run.model` records
+    (``half_budget_gain``, ``seeds_converged_over_budget``); none when no seed measured it.
+
+    >>> half_budget_fields(half_budget_summary([float("nan")]))
+    {}
+    """
+    if not summary.get("seeds_half_budget"):
+        return {}
+    return {"half_budget_gain": summary["half_budget_gain"], "seeds_converged_over_budget": summary["seeds_converged_over_budget"]}
 
 def fit_samples(method, model: nn.Module, train_samples: Sequence[Mapping[str, Any]],
                 val_samples: Sequence[Mapping[str, Any]], task: str | None, *, steps: int, batch_size: int = 8,
@@ -449,12 +470,9 @@ def fit_samples(method, model: nn.Module, train_samples: Sequence[Mapping[str, A
             sched.step()
         train_time += time.perf_counter() - t_step
         if plan is not None and step == plan[0]:
-            t_branch = time.perf_counter()
-            value = half_budget_branch(lambda: optimise(_to(train_batch(), device), step), lambda: validate()["val_loss"],
-                                       modules=[model, *([loss_fn] if isinstance(loss_fn, nn.Module) else [])],
-                                       optimizers=[opt], rngs=[rng], anneal_steps=plan[1])
-            half = {"steps": plan[0] + plan[1], "branch_from": plan[0], "val_loss": value,
-                    "seconds": time.perf_counter() - t_branch}
+            half = half_budget_record(plan, lambda: optimise(_to(train_batch(), device), step), lambda: validate()["val_loss"],
+                                      modules=[model, *([loss_fn] if isinstance(loss_fn, nn.Module) else [])],
+                                      optimizers=[opt], rngs=[rng])
         sums["train_loss"] = sums.get("train_loss", 0.0) + float(total.detach())
         for k, v in parts.items():
             sums[k] = sums.get(k, 0.0) + v

@@ -223,7 +223,7 @@ class USEResNet(Method):
         stays at its value of the branch point); the main run is unchanged by it."""
         import pandas as pd
 
-        from cellnb.methods.training import half_budget_branch, half_budget_plan
+        from cellnb.methods.training import half_budget_plan, half_budget_record
 
         from cellnb.train import recalibrate_batchnorm
         from cellnb.utils import autocast, float32_outputs, seed_everything, training_precision
@@ -279,12 +279,9 @@ class USEResNet(Method):
             seen += 1
             t_train += time.perf_counter() - ts
             if plan is not None and step == plan[0]:
-                t_branch = time.perf_counter()
-                value = half_budget_branch(lambda: optimise(next_batch(), step),
-                                           lambda: self.validation_loss(model, val_stacks, device),
-                                           modules=[model], optimizers=[opt], rngs=[rng], anneal_steps=plan[1])
-                half = {"steps": plan[0] + plan[1], "branch_from": plan[0], "val_loss": value,
-                        "seconds": time.perf_counter() - t_branch}
+                half = half_budget_record(plan, lambda: optimise(next_batch(), step),
+                                          lambda: self.validation_loss(model, val_stacks, device),
+                                          modules=[model], optimizers=[opt], rngs=[rng])
             if step in eval_at:
                 rows.append({"step": step, "train_loss": running / seen, "val_loss": self.validation_loss(model, val_stacks, device),
                              "power": power, "lr": lr_now})
