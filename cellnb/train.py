@@ -38,6 +38,7 @@ Conventions
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 import random
@@ -45,7 +46,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -423,6 +424,53 @@ def recalibrate_batchnorm(model: nn.Module, inputs: Iterable[torch.Tensor], devi
     return True
 
 
+def _cycle(loader):
+    """The batches of ``loader``, pass after pass (for the half-budget branch)."""
+    while True:
+        empty = True
+        for batch in loader:
+            empty = False
+            yield batch
+        if empty:
+            raise ValueError("train_loader yielded no batches")
+
+
+def _loop_half_budget(plan: tuple[int, int], step: Callable[[Mapping[str, Any]], Any], validate: Callable[[], float], *,
+                      loader, device: torch.device, modules: Sequence[nn.Module], optimizers: Sequence[torch.optim.Optimizer],
+                      rngs: Sequence[np.random.Generator], scalers: Sequence[torch.amp.GradScaler]) -> dict[str, Any]:
+    """:func:`cellnb.methods.training.half_budget_record` for a loader-driven loop (:func:`fit`,
+    :func:`fit_gan`): ``step(batch)`` runs on fresh passes over ``loader``; besides what the branch
+    puts back itself, the python and numpy global generators, the loader's generators
+    (:func:`rng_state`) and the enabled ``GradScaler`` states are put back, so that the main run
+    continues as if the branch had not happened."""
+    from cellnb.methods.training import half_budget_record
+
+    saved = rng_state(loader)
+    enabled = [s for s in scalers if s.is_enabled()]
+    saved_scalers = [copy.deepcopy(s.state_dict()) for s in enabled]
+    batches = _cycle(loader)
+    try:
+        return half_budget_record(plan, lambda: step(_to_device(next(batches), device)), validate,
+                                  modules=modules, optimizers=optimizers, rngs=rngs)
+    finally:
+        batches.close()
+        set_rng_state(saved, loader)
+        for scaler, state in zip(enabled, saved_scalers):
+            scaler.load_state_dict(state)
+
+
+def _half_budget_validate(half_budget: Any, model: nn.Module, val_loader, loss_fn, device: torch.device,
+                          what: str, amp: bool = False) -> Callable[[], float]:
+    """The branch's validation: ``half_budget(model)`` when it is callable, else the mean loss over
+    ``val_loader``."""
+    if callable(half_budget):
+        return lambda: float(half_budget(model))
+    if val_loader is None or loss_fn is None:
+        raise ValueError(f"{what}: half_budget=True measures the validation loss and needs val_loader; "
+                         "or pass half_budget=callable(model) -> float")
+    return lambda: float(evaluate_loss(model, val_loader, loss_fn, device, amp=amp)["loss"])
+
+
 def fit(
     model: nn.Module,
     train_loader,
@@ -448,6 +496,8 @@ def fit(
     progress: bool = True,
     epoch_callback: Callable[[int, nn.Module], None] | None = None,
     update_bn: bool = True,
+    half_budget: bool | Callable[[nn.Module], float] | None = False,
+    half_budget_rngs: Sequence[np.random.Generator] = (),
 ) -> pd.DataFrame:
     """Train ``model`` for ``epochs`` epochs and return the history (one row per epoch).
 
@@ -468,6 +518,15 @@ def fit(
     step and loss parts. With ``update_bn`` (default) BatchNorm statistics are re-estimated over
     the training images once training ends (:func:`recalibrate_batchnorm`); the history's
     ``attrs["bn_recalibrated"]`` says whether that happened.
+
+    ``half_budget``: also measure the validation loss that half the budget (``epochs × batches``
+    optimiser steps), annealed, reaches: :func:`cellnb.methods.training.half_budget_branch` from
+    step ``half_budget_plan(steps)[0]``, on fresh passes over ``train_loader``; ``True`` validates
+    with the loss over ``val_loader``, a callable ``half_budget(model) -> float`` is the validation
+    the loop reports as ``val_loss`` (e.g. one made in ``epoch_callback``). It is recorded as
+    ``attrs["half_budget"]`` (``{"steps", "branch_from", "val_loss", "seconds"}``), its time is left
+    out of the epoch's ``seconds``, and the main run is unchanged (all generators are put back, and
+    ``half_budget_rngs``, numpy generators the dataset draws from, too). Not under torch.distributed.
 
     Precision of the training forward pass: with ``amp`` on CUDA, float16 autocast and a
     ``GradScaler``; otherwise ``precision`` (a method's
@@ -505,6 +564,7 @@ def fit(
     rows: list[dict[str, Any]] = []
     start_epoch = 1
     elapsed_before = 0.0
+    half_resumed: dict[str, Any] | None = None  # a resumed run's half-budget record
 
     if resume:
         if checkpoint_path is None:
@@ -523,14 +583,46 @@ def fit(
             start_epoch = int(ckpt["epoch"]) + 1
             elapsed_before = float(ckpt.get("elapsed_s", 0.0))
             set_rng_state(ckpt["rng"], train_loader)
+            half_resumed = ckpt.get("half_budget")
             if ckpt.get("stop_reason") in ("early_stopping", "time_budget"):
                 start_epoch = epochs + 1  # that run had finished; do not train past its stop
         # no checkpoint yet: start from scratch (first run of a resumable job)
+
+    def train_step(batch: Mapping[str, Any], epoch: int, step: int) -> tuple[torch.Tensor, dict[str, float]]:
+        opt.zero_grad(set_to_none=True)
+        if use_amp:
+            with torch.autocast(device_type=device.type, dtype=torch.float16):
+                outputs = net(batch["image"])
+                total, parts = loss_fn(outputs, batch)
+        else:
+            with autocast(bf16_precision, device):
+                outputs = net(batch["image"])
+            total, parts = loss_fn(float32_outputs(outputs), batch)
+        parts = _as_float_parts(parts)
+        _check_finite(total, parts, epoch, step)
+        scaler.scale(total).backward()
+        if grad_clip is not None:
+            scaler.unscale_(opt)
+            nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        scaler.step(opt)
+        scaler.update()
+        return total, parts
+
+    plan = None
+    if half_budget:
+        from cellnb.methods.training import half_budget_plan
+
+        if distributed:
+            raise ValueError("fit: half_budget is not supported under torch.distributed")
+        validate_half = _half_budget_validate(half_budget, model, val_loader, loss_fn, device, "fit", amp=use_amp)
+        plan = half_budget_plan(epochs * len(train_loader))
+    half: dict[str, Any] | None = half_resumed
 
     stop_reason = "completed"
     t_start = time.perf_counter() - elapsed_before
     for epoch in range(start_epoch, epochs + 1):
         t_epoch = time.perf_counter()
+        branch_s = 0.0
         model.train()
         if distributed:
             train_sampler.set_epoch(epoch)
@@ -540,25 +632,14 @@ def fit(
         bar = _epoch_bar(mode, train_loader, epoch, epochs)
         for step, batch in enumerate(train_loader, start=1):
             batch = _to_device(batch, device)
-            opt.zero_grad(set_to_none=True)
-            if use_amp:
-                with torch.autocast(device_type=device.type, dtype=torch.float16):
-                    outputs = net(batch["image"])
-                    total, parts = loss_fn(outputs, batch)
-            else:
-                with autocast(bf16_precision, device):
-                    outputs = net(batch["image"])
-                total, parts = loss_fn(float32_outputs(outputs), batch)
-            parts = _as_float_parts(parts)
-            _check_finite(total, parts, epoch, step)
-            scaler.scale(total).backward()
-            if grad_clip is not None:
-                scaler.unscale_(opt)
-                nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-            scaler.step(opt)
-            scaler.update()
+            total, parts = train_step(batch, epoch, step)
             if per_step:
                 sched.step()
+            if plan is not None and (epoch - 1) * len(train_loader) + step == plan[0]:
+                half = _loop_half_budget(plan, lambda b: train_step(b, epoch, step), validate_half, loader=train_loader,
+                                         device=device, modules=[model, *([loss_fn] if isinstance(loss_fn, nn.Module) else [])],
+                                         optimizers=[opt], rngs=half_budget_rngs, scalers=[scaler])
+                branch_s = half["seconds"]
             n = _batch_size(batch)
             seen += n
             sums["train_loss"] = sums.get("train_loss", 0.0) + float(total.detach()) * n
@@ -601,7 +682,7 @@ def fit(
                 sched.step()
         if epoch_callback is not None:
             epoch_callback(epoch, model)
-        row["seconds"] = time.perf_counter() - t_epoch
+        row["seconds"] = time.perf_counter() - t_epoch - branch_s
         rows.append(row)
         if mode != "off":
             print(_epoch_line(row), flush=True)
@@ -622,6 +703,7 @@ def fit(
                 "elapsed_s": time.perf_counter() - t_start,
                 "stop_reason": stop_reason if stop_reason != "completed" else None,
                 "rng": rng_state(train_loader),
+                "half_budget": half,
             })
         if checkpoint_path is not None and distributed:
             _barrier()  # the checkpoint is complete before any rank goes on (or resumes from it)
@@ -636,6 +718,8 @@ def fit(
     history.attrs["stop_reason"] = stop_reason
     history.attrs["world_size"] = world
     history.attrs["precision"] = "float16" if use_amp else bf16_precision
+    if half is not None:
+        history.attrs["half_budget"] = half
     history.attrs["bn_recalibrated"] = bool(update_bn) and recalibrate_batchnorm(
         model, (batch["image"] for batch in train_loader), device)
     if distributed and history.attrs["bn_recalibrated"]:
@@ -741,6 +825,8 @@ def fit_gan(
     epoch_callback: Callable[[int, nn.Module, nn.Module], None] | None = None,
     update_bn: bool = True,
     scheduler: str | None = None,
+    half_budget: Callable[[nn.Module], float] | None = None,
+    half_budget_rngs: Sequence[np.random.Generator] = (),
 ) -> pd.DataFrame:
     """Adversarial training with Adam for both nets (pix2pix, Isola et al. 2017, §3.3: D then G
     on each batch, ``betas=(0.5, 0.999)``).
@@ -770,6 +856,11 @@ def fit_gan(
     prefixed ``d_``, G parts ``g_`` unless already prefixed), ``lr_g``, ``lr_d`` (at the end of the
     epoch), ``seconds``.
     A non-finite D or G loss raises ``FloatingPointError`` naming epoch, step and parts.
+
+    ``half_budget(generator) -> float``: the validation the loop reports (e.g. made in
+    ``epoch_callback``); with it, the half-budget branch of :func:`fit` (both networks' learning
+    rates annealed, both put back afterwards, as ``half_budget_rngs``), recorded as
+    ``attrs["half_budget"]`` and left out of the epoch's ``seconds``.
     """
     if d_steps < 1:
         raise ValueError(f"d_steps must be >= 1, got {d_steps}")
@@ -801,6 +892,7 @@ def fit_gan(
     mode = _progress_mode(progress) if rank0 else "off"
     rows: list[dict[str, Any]] = []
     start_epoch, elapsed_before = 1, 0.0
+    half_resumed: dict[str, Any] | None = None  # a resumed run's half-budget record
     if resume:
         if checkpoint_path is None:
             raise ValueError("resume=True needs checkpoint_path")
@@ -817,16 +909,64 @@ def fit_gan(
             start_epoch = int(ckpt["epoch"]) + 1
             elapsed_before = float(ckpt.get("elapsed_s", 0.0))
             set_rng_state(ckpt["rng"], train_loader)
+            half_resumed = ckpt.get("half_budget")
             if ckpt.get("stop_reason") == "time_budget":
                 start_epoch = epochs + 1
 
     def prefixed(parts: Mapping[str, float], prefix: str) -> dict[str, float]:
         return {(k if k.startswith(prefix) else prefix + k): v for k, v in parts.items()}
 
+    def train_step(batch: Mapping[str, Any], epoch: int, step: int, schedules: bool = True):
+        """D then G on one batch; ``schedules``: step the one-cycle schedules (not in the branch)."""
+        with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
+            outputs = net_g(batch["image"])
+        detached = ({k: v.detach() for k, v in outputs.items()} if isinstance(outputs, Mapping)
+                    else outputs.detach())
+        # --- discriminator step(s)
+        discriminator.requires_grad_(True)
+        for _ in range(d_steps):
+            opt_d.zero_grad(set_to_none=True)
+            with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
+                d_real = net_d(*_as_tuple(real_inputs(batch)))
+                d_fake = net_d(*_as_tuple(fake_inputs(batch, detached)))
+                d_total, d_parts = _loss_and_parts(d_loss_fn(d_real, d_fake), "d_loss")
+            _check_finite(d_total, d_parts, epoch, step, "discriminator loss")
+            scaler_d.scale(d_total).backward()
+            scaler_d.step(opt_d)
+            scaler_d.update()
+            if schedules and sched_d is not None and sched_d.last_epoch < sched_d.total_steps - 1:
+                sched_d.step()
+        # --- generator step
+        discriminator.requires_grad_(False)
+        opt_g.zero_grad(set_to_none=True)
+        with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
+            d_fake_for_g = discriminator(*_as_tuple(fake_inputs(batch, outputs)))
+            g_total, g_parts = _loss_and_parts(g_loss_fn(outputs, batch, d_fake_for_g), "g_loss")
+        _check_finite(g_total, g_parts, epoch, step, "generator loss")
+        scaler_g.scale(g_total).backward()
+        scaler_g.step(opt_g)
+        scaler_g.update()
+        if schedules and sched_g is not None and sched_g.last_epoch < sched_g.total_steps - 1:
+            sched_g.step()
+        discriminator.requires_grad_(True)
+        return d_total, d_parts, g_total, g_parts
+
+    plan = None
+    if half_budget is not None:
+        from cellnb.methods.training import half_budget_plan
+
+        if distributed:
+            raise ValueError("fit_gan: half_budget is not supported under torch.distributed")
+        if not callable(half_budget):
+            raise TypeError(f"fit_gan: half_budget must be callable(generator) -> float, got {type(half_budget).__name__}")
+        plan = half_budget_plan(epochs * n_batches)
+    half: dict[str, Any] | None = half_resumed
+
     stop_reason = "completed"
     t_start = time.perf_counter() - elapsed_before
     for epoch in range(start_epoch, epochs + 1):
         t_epoch = time.perf_counter()
+        branch_s = 0.0
         generator.train()
         discriminator.train()
         if distributed:
@@ -836,37 +976,13 @@ def fit_gan(
         bar = _epoch_bar(mode, train_loader, epoch, epochs)
         for step, batch in enumerate(train_loader, start=1):
             batch = _to_device(batch, device)
-            with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
-                outputs = net_g(batch["image"])
-            detached = ({k: v.detach() for k, v in outputs.items()} if isinstance(outputs, Mapping)
-                        else outputs.detach())
-            # --- discriminator step(s)
-            discriminator.requires_grad_(True)
-            for _ in range(d_steps):
-                opt_d.zero_grad(set_to_none=True)
-                with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
-                    d_real = net_d(*_as_tuple(real_inputs(batch)))
-                    d_fake = net_d(*_as_tuple(fake_inputs(batch, detached)))
-                    d_total, d_parts = _loss_and_parts(d_loss_fn(d_real, d_fake), "d_loss")
-                _check_finite(d_total, d_parts, epoch, step, "discriminator loss")
-                scaler_d.scale(d_total).backward()
-                scaler_d.step(opt_d)
-                scaler_d.update()
-                if sched_d is not None and sched_d.last_epoch < sched_d.total_steps - 1:
-                    sched_d.step()
-            # --- generator step
-            discriminator.requires_grad_(False)
-            opt_g.zero_grad(set_to_none=True)
-            with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
-                d_fake_for_g = discriminator(*_as_tuple(fake_inputs(batch, outputs)))
-                g_total, g_parts = _loss_and_parts(g_loss_fn(outputs, batch, d_fake_for_g), "g_loss")
-            _check_finite(g_total, g_parts, epoch, step, "generator loss")
-            scaler_g.scale(g_total).backward()
-            scaler_g.step(opt_g)
-            scaler_g.update()
-            if sched_g is not None and sched_g.last_epoch < sched_g.total_steps - 1:
-                sched_g.step()
-            discriminator.requires_grad_(True)
+            d_total, d_parts, g_total, g_parts = train_step(batch, epoch, step)
+            if plan is not None and (epoch - 1) * n_batches + step == plan[0]:
+                half = _loop_half_budget(plan, lambda b: train_step(b, epoch, step, schedules=False),
+                                         lambda: float(half_budget(generator)), loader=train_loader, device=device,
+                                         modules=[generator, discriminator], optimizers=[opt_g, opt_d],
+                                         rngs=half_budget_rngs, scalers=[scaler_g, scaler_d])
+                branch_s = half["seconds"]
             n = _batch_size(batch)
             seen += n
             values = {"d_loss": float(d_total.detach()), "g_loss": float(g_total.detach()),
@@ -886,7 +1002,7 @@ def fit_gan(
                                "lr_g": float(opt_g.param_groups[0]["lr"]), "lr_d": float(opt_d.param_groups[0]["lr"])}
         if epoch_callback is not None:
             epoch_callback(epoch, generator, discriminator)
-        row["seconds"] = time.perf_counter() - t_epoch
+        row["seconds"] = time.perf_counter() - t_epoch - branch_s
         rows.append(row)
         if mode != "off":
             print(_epoch_line(row), flush=True)
@@ -901,7 +1017,7 @@ def fit_gan(
                 "sched_d": sched_d.state_dict() if sched_d is not None else None,
                 "history": rows, "elapsed_s": time.perf_counter() - t_start,
                 "stop_reason": stop_reason if stop_reason != "completed" else None,
-                "rng": rng_state(train_loader),
+                "rng": rng_state(train_loader), "half_budget": half,
             })
         if checkpoint_path is not None and distributed:
             _barrier()
@@ -913,6 +1029,8 @@ def fit_gan(
     history.attrs["stop_reason"] = stop_reason
     history.attrs["world_size"] = world
     history.attrs["precision"] = "float16" if use_amp else "float32"
+    if half is not None:
+        history.attrs["half_budget"] = half
     history.attrs["bn_recalibrated"] = bool(update_bn) and recalibrate_batchnorm(
         generator, (batch["image"] for batch in train_loader), device)
     if distributed and history.attrs["bn_recalibrated"]:

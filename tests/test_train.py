@@ -306,3 +306,48 @@ def test_fit_rejects_an_unknown_precision():
     model, loader = make()
     with pytest.raises(ValueError, match="precision"):
         train.fit(model, loader, LOSS, epochs=1, device="cpu", progress=False, precision="float16")
+
+
+def test_fit_half_budget_branch_mid_epoch_leaves_the_run_unchanged_and_survives_a_resume(tmp_path):
+    """24 steps (6 epochs x 4 shuffled batches, dropout, one-cycle): the branch leaves after step 10
+    (inside epoch 3), anneals 2 steps and validates; the curve and the weights are those of a run
+    without it, and a run resumed after the branch keeps its record."""
+    val = DataLoader(Blobs(8, seed=1), batch_size=4)
+    kw = dict(epochs=6, lr=0.02, val_loader=val, device="cpu", scheduler="onecycle", progress=False)
+    runs = {}
+    for half in (False, True):
+        model, loader = make(seed=7)
+        runs[half] = (train.fit(model, loader, LOSS, half_budget=half, **kw), model.state_dict())
+    (plain, w_plain), (branched, w_branched) = runs[False], runs[True]
+    pd.testing.assert_frame_equal(no_time(plain), no_time(branched))
+    assert all(torch.equal(w_plain[k], w_branched[k]) for k in w_plain)
+    half = branched.attrs["half_budget"]
+    assert (half["steps"], half["branch_from"]) == (12, 10) and math.isfinite(half["val_loss"])
+    assert "half_budget" not in plain.attrs
+
+    calls = {"n": 0}
+
+    def crashing_loss(outputs, batch):  # 6 calls an epoch (4 steps, 2 validation batches), 4 more in the branch
+        calls["n"] += 1                   # of epoch 3: call 23 is epoch 4's first step
+        if calls["n"] == 23:
+            raise KeyboardInterrupt
+        return LOSS(outputs, batch)
+
+    ckpt = tmp_path / "run.pt"
+    model, loader = make(seed=7)
+    with pytest.raises(KeyboardInterrupt):
+        train.fit(model, loader, crashing_loss, half_budget=True, checkpoint_path=ckpt, **kw)
+    assert torch.load(ckpt, weights_only=False)["epoch"] == 3
+    model, loader = make(seed=7)
+    resumed = train.fit(model, loader, LOSS, half_budget=True, checkpoint_path=ckpt, resume=True, **kw)
+    assert resumed.attrs["half_budget"]["val_loss"] == half["val_loss"]
+    pd.testing.assert_frame_equal(no_time(resumed), no_time(branched))
+
+
+def test_half_budget_needs_a_validation():
+    model, loader = make()
+    with pytest.raises(ValueError, match="val_loader"):
+        train.fit(model, loader, LOSS, epochs=6, device="cpu", progress=False, half_budget=True)
+    with pytest.raises(TypeError, match="callable"):
+        train.fit_gan(Gen(), CondDisc(), loader, None, None, epochs=6, lr_g=1e-3, lr_d=1e-3, device="cpu",
+                      progress=False, half_budget=True)

@@ -180,6 +180,7 @@ class _Items(Dataset):
 @register_method
 class ELMGAN(Method):
     name = "elmgan"
+    measures_half_budget = True  # train(half_budget=True): cellnb.train.fit or fit_gan, on the validation tiles
     paper = "ELMGAN (Deng, Wang & Zhang, Knowledge-Based Systems 252:109434, 2022)"
     tasks = ("count", "mask")
     sizes = {"paper": {"base_width": 64, "disc_width": 64},
@@ -367,7 +368,7 @@ class ELMGAN(Method):
               crop: int | None = 64, lr: float = 1e-3, seed: int = 0, device: str | torch.device = "cpu",
               loss: str | None = None, progress: bool = False, discriminator: nn.Module | None = None,
               lr_d: float | None = None, evals: int = 10, size: str = "slim", init_count: bool = True,
-              **kwargs: Any) -> pd.DataFrame:
+              half_budget: bool = False, **kwargs: Any) -> pd.DataFrame:
         """Train ``model`` (LFMMG, or any model with ``mask_logits`` and ``count`` outputs) on annotated
         samples; ELMGAN's own recipe (module docstring). GAN variants (``"nh"``, ``"nh_l2"``) train
         against ``discriminator`` (default: a fresh CMTD of ``size``) with :func:`cellnb.train.fit_gan`;
@@ -378,6 +379,9 @@ class ELMGAN(Method):
         ``steps_per_s``, ``seconds`` (training time, validation excluded) and ``precision``: ``"no_gan"``
         trains in ``precision`` (default :attr:`train_precision`) through :func:`cellnb.train.fit`; the GAN
         loop :func:`cellnb.train.fit_gan` has no bfloat16 path and trains in float32 on the CPU.
+        ``half_budget``: also the ``val_loss`` half the budget reaches, annealed (the loops'
+        half-budget branch, :func:`cellnb.methods.training.half_budget_branch`), as
+        ``attrs["half_budget"]``; its time is not in ``steps_per_s``.
         """
         from cellnb import train as T
         from cellnb.utils import seed_everything
@@ -412,6 +416,9 @@ class ELMGAN(Method):
             val_rows.append(T.evaluate_loss(gen, val_loader, val_fn, device))
             t_val[0] += time.perf_counter() - t0
 
+        branch = dict(half_budget=(lambda gen: T.evaluate_loss(gen, val_loader, val_fn, device)["loss"]) if half_budget else None,
+                      half_budget_rngs=[data.rng])
+
         t0 = time.perf_counter()
         if self.uses_gan(variant):
             if discriminator is None:
@@ -423,7 +430,7 @@ class ELMGAN(Method):
             hist = T.fit_gan(model, discriminator, loader, self.generator_loss(variant), self.discriminator_loss,
                              epochs=evals, lr_g=lr, lr_d=lr_d, betas=(0.5, 0.999), real_inputs=real_in,
                              fake_inputs=fake_in, device=device, progress=progress, scheduler="onecycle",
-                             epoch_callback=lambda e, g, d: validate(g), **kwargs)
+                             epoch_callback=lambda e, g, d: validate(g), **branch, **kwargs)
             hist["train_loss"] = hist["g_loss"]
             hist["val_loss"] = [r["loss"] for r in val_rows]
             for key in ("g_l1", "g_count"):
@@ -431,11 +438,11 @@ class ELMGAN(Method):
         else:
             hist = T.fit(model, loader, self.loss(variant), epochs=evals, lr=lr, betas=(0.5, 0.999),
                          scheduler="onecycle", device=device, progress=progress, precision=precision,
-                         epoch_callback=lambda e, g: validate(g), **kwargs)
+                         epoch_callback=lambda e, g: validate(g), **branch, **kwargs)
             hist["val_loss"] = [r["loss"] for r in val_rows]
             for key in ("g_l1", "g_count"):
                 hist[f"val_{key}"] = [r[key] for r in val_rows]
-        seconds = time.perf_counter() - t0 - t_val[0]
+        seconds = time.perf_counter() - t0 - t_val[0] - float(hist.attrs.get("half_budget", {}).get("seconds", 0.0))
         hist["step"] = hist["epoch"] * per_epoch
         hist.attrs["steps"] = per_epoch * evals
         hist.attrs["seconds"] = seconds

@@ -165,14 +165,17 @@ class PairedPatches(Dataset):
 def fit_patches(model: nn.Module, arrays: Mapping[str, np.ndarray], factors: Mapping[str, int], loss_fn: Callable, *,
                 steps: int, batch: int, crop: int, lr: float, val_arrays: Mapping[str, np.ndarray] | None = None,
                 val_crop: int | None = None, evals: int = 16, seed: int = 0, device: Any = "cpu",
-                progress: bool = False, precision: str = "float32") -> Any:
+                progress: bool = False, precision: str = "float32", half_budget: bool = False) -> Any:
     """Train on random aligned crops for ``steps`` optimiser steps (Adam, one-cycle learning rate to
     ``lr``), evaluating the loss on fixed validation crops ``evals`` times (``cellnb.train.fit``'s
     epochs of ``steps // evals`` steps; fresh crops every epoch). BatchNorm statistics are re-estimated
     over the training batches at the end. The history gets ``attrs["steps_per_s"]`` (optimiser steps per
     second of the epochs' wall time, their periodic validation included) and ``attrs["steps"]``.
     ``precision``: the forward pass's precision (``cellnb.train.fit``'s; the caller passes its method's
-    :attr:`~cellnb.methods.base.Method.train_precision`), recorded as ``attrs["precision"]``."""
+    :attr:`~cellnb.methods.base.Method.train_precision`), recorded as ``attrs["precision"]``.
+    ``half_budget``: ``cellnb.train.fit``'s half-budget branch on the validation crops (needs
+    ``val_arrays``; its draws replay the current epoch's crops, which are seeded by ``(seed, epoch, index)``),
+    ``attrs["half_budget"]``; its time is not in ``steps_per_s``."""
     from cellnb import train
 
     evals = max(1, min(int(evals), int(steps)))
@@ -201,7 +204,7 @@ def fit_patches(model: nn.Module, arrays: Mapping[str, np.ndarray], factors: Map
     t0 = time.perf_counter()
     history = train.fit(model, loader, loss_fn, epochs=evals, lr=lr, val_loader=val_loader, device=device, amp=False,
                         precision=precision, progress=progress, scheduler="onecycle", epoch_callback=next_epoch,
-                        update_bn=True)
+                        update_bn=True, half_budget=half_budget)
     wall = time.perf_counter() - t0
     train_s = float(history["seconds"].sum()) if "seconds" in history else wall
     history.attrs["steps"] = per_epoch * evals
@@ -289,6 +292,7 @@ class MobileSRMethod(Method):
     """MobileSR ×4 (official configuration) trained with L1 on aligned LR/HR patches."""
 
     name = "mobilesr"
+    measures_half_budget = True  # fit_patches(half_budget=True) on the validation crops
     memory_format = "channels_last"  # measured faster to train on the CPU (the speed chapter)
     # float32: in the chapter's own loop (crops of 32-48 px) bfloat16 autocast trained 4-20 % slower on
     # this CPU (quick, 2 jobs x 1 thread) although the speed chapter's benchmark measures it faster
@@ -344,7 +348,8 @@ class MobileSRMethod(Method):
                            self.loss(loss), steps=steps, batch=batch_size, crop=int(crop or 32), lr=lr,
                            val_arrays=None if va is None else {"image": stack(va, "lr"), "hr": stack(va, "hr")},
                            val_crop=kwargs.get("val_crop", 128), evals=evals, seed=seed, device=device, progress=progress,
-                           precision=kwargs.get("precision", self.train_precision))
+                           precision=kwargs.get("precision", self.train_precision),
+                           half_budget=bool(kwargs.get("half_budget", False)))
 
 
 @register_method
@@ -352,6 +357,7 @@ class TinyUNetMethod(Method):
     """TinyU-Net (two classes) with CE + Dice on random crops."""
 
     name = "tiny_unet"
+    measures_half_budget = True  # fit_patches(half_budget=True) on the validation crops
     memory_format = "channels_last"  # measured faster to train on the CPU (the speed chapter)
     # float32: in the chapter's own loop (crops of 32-48 px) bfloat16 autocast trained 4-20 % slower on
     # this CPU (quick, 2 jobs x 1 thread) although the speed chapter's benchmark measures it faster
@@ -400,7 +406,8 @@ class TinyUNetMethod(Method):
         return fit_patches(model, arrays(train_samples), {"image": 1, "mask": 1}, self.loss(loss), steps=steps,
                            batch=batch_size, crop=int(crop or 48), lr=lr, val_arrays=va,
                            val_crop=kwargs.get("val_crop", 128), evals=evals, seed=seed, device=device, progress=progress,
-                           precision=kwargs.get("precision", self.train_precision))
+                           precision=kwargs.get("precision", self.train_precision),
+                           half_budget=bool(kwargs.get("half_budget", False)))
 
 
 @register_method

@@ -185,6 +185,7 @@ class MCUNetMethod(Method):
     """MC-Unet with its density and boundary branches (paper reading) or the released loss (code)."""
 
     name = "mc_unet"
+    measures_half_budget = True  # cellnb.train.fit(half_budget=True) through train(**kwargs)
     memory_format = "channels_last"  # measured faster to train on the CPU (the speed chapter)
     # float32: in its own loop bfloat16 autocast measured 0.99x and 1.10x on a CPU with AMX (GroupNorm
     # runs float32 under autocast, so every block casts back and forth), and its quick chapter was no faster
