@@ -564,7 +564,7 @@ def fit(
     rows: list[dict[str, Any]] = []
     start_epoch = 1
     elapsed_before = 0.0
-    half_resumed: dict[str, Any] | None = None  # a resumed run's half-budget record
+    half: dict[str, Any] | None = None  # the half-budget record (a resumed run's from its checkpoint)
 
     if resume:
         if checkpoint_path is None:
@@ -583,7 +583,7 @@ def fit(
             start_epoch = int(ckpt["epoch"]) + 1
             elapsed_before = float(ckpt.get("elapsed_s", 0.0))
             set_rng_state(ckpt["rng"], train_loader)
-            half_resumed = ckpt.get("half_budget")
+            half = ckpt.get("half_budget")
             if ckpt.get("stop_reason") in ("early_stopping", "time_budget"):
                 start_epoch = epochs + 1  # that run had finished; do not train past its stop
         # no checkpoint yet: start from scratch (first run of a resumable job)
@@ -616,8 +616,6 @@ def fit(
             raise ValueError("fit: half_budget is not supported under torch.distributed")
         validate_half = _half_budget_validate(half_budget, model, val_loader, loss_fn, device, "fit", amp=use_amp)
         plan = half_budget_plan(epochs * len(train_loader))
-    half: dict[str, Any] | None = half_resumed
-
     stop_reason = "completed"
     t_start = time.perf_counter() - elapsed_before
     for epoch in range(start_epoch, epochs + 1):
@@ -892,7 +890,7 @@ def fit_gan(
     mode = _progress_mode(progress) if rank0 else "off"
     rows: list[dict[str, Any]] = []
     start_epoch, elapsed_before = 1, 0.0
-    half_resumed: dict[str, Any] | None = None  # a resumed run's half-budget record
+    half: dict[str, Any] | None = None  # the half-budget record (a resumed run's from its checkpoint)
     if resume:
         if checkpoint_path is None:
             raise ValueError("resume=True needs checkpoint_path")
@@ -909,7 +907,7 @@ def fit_gan(
             start_epoch = int(ckpt["epoch"]) + 1
             elapsed_before = float(ckpt.get("elapsed_s", 0.0))
             set_rng_state(ckpt["rng"], train_loader)
-            half_resumed = ckpt.get("half_budget")
+            half = ckpt.get("half_budget")
             if ckpt.get("stop_reason") == "time_budget":
                 start_epoch = epochs + 1
 
@@ -960,8 +958,6 @@ def fit_gan(
         if not callable(half_budget):
             raise TypeError(f"fit_gan: half_budget must be callable(generator) -> float, got {type(half_budget).__name__}")
         plan = half_budget_plan(epochs * n_batches)
-    half: dict[str, Any] | None = half_resumed
-
     stop_reason = "completed"
     t_start = time.perf_counter() - elapsed_before
     for epoch in range(start_epoch, epochs + 1):

@@ -52,6 +52,19 @@ def make(seed=0, n=16):
     return model, loader
 
 
+def crashing(loss, at_call: int):
+    """``loss`` that raises KeyboardInterrupt at its ``at_call``-th call (an interrupted run)."""
+    calls = {"n": 0}
+
+    def crashing_loss(outputs, batch):
+        calls["n"] += 1
+        if calls["n"] == at_call:
+            raise KeyboardInterrupt
+        return loss(outputs, batch)
+
+    return crashing_loss
+
+
 def no_time(df):
     return df.drop(columns=["seconds"])
 
@@ -82,18 +95,10 @@ def test_resume_after_interruption_equals_uninterrupted(tmp_path):
     full = train.fit(model, loader, LOSS, epochs=4, lr=0.02, device="cpu", scheduler="cosine", progress=False)
     full_weights = {k: v.clone() for k, v in model.state_dict().items()}
 
-    calls = {"n": 0}
-
-    def crashing_loss(outputs, batch):  # 4 batches per epoch: dies in epoch 3
-        calls["n"] += 1
-        if calls["n"] == 10:
-            raise KeyboardInterrupt
-        return LOSS(outputs, batch)
-
     ckpt = tmp_path / "run.pt"
     model, loader = make(seed=5)
-    with pytest.raises(KeyboardInterrupt):
-        train.fit(model, loader, crashing_loss, epochs=4, lr=0.02, device="cpu", scheduler="cosine",
+    with pytest.raises(KeyboardInterrupt):  # 4 batches per epoch: call 10 is in epoch 3
+        train.fit(model, loader, crashing(LOSS, at_call=10), epochs=4, lr=0.02, device="cpu", scheduler="cosine",
                   checkpoint_path=ckpt, progress=False)
     assert torch.load(ckpt, weights_only=False)["epoch"] == 2
     torch.manual_seed(999)  # a different global RNG state: resume must restore it
@@ -325,18 +330,12 @@ def test_fit_half_budget_branch_mid_epoch_leaves_the_run_unchanged_and_survives_
     assert (half["steps"], half["branch_from"]) == (12, 10) and math.isfinite(half["val_loss"])
     assert "half_budget" not in plain.attrs
 
-    calls = {"n": 0}
-
-    def crashing_loss(outputs, batch):  # 6 calls an epoch (4 steps, 2 validation batches), 4 more in the branch
-        calls["n"] += 1                   # of epoch 3: call 23 is epoch 4's first step
-        if calls["n"] == 23:
-            raise KeyboardInterrupt
-        return LOSS(outputs, batch)
-
+    # 6 loss calls an epoch (4 steps, 2 validation batches), 4 more in the branch of epoch 3:
+    # call 23 is epoch 4's first step
     ckpt = tmp_path / "run.pt"
     model, loader = make(seed=7)
     with pytest.raises(KeyboardInterrupt):
-        train.fit(model, loader, crashing_loss, half_budget=True, checkpoint_path=ckpt, **kw)
+        train.fit(model, loader, crashing(LOSS, at_call=23), half_budget=True, checkpoint_path=ckpt, **kw)
     assert torch.load(ckpt, weights_only=False)["epoch"] == 3
     model, loader = make(seed=7)
     resumed = train.fit(model, loader, LOSS, half_budget=True, checkpoint_path=ckpt, resume=True, **kw)
