@@ -5,11 +5,49 @@ All output is rich (Markdown/HTML) so it renders in the book; nothing here compu
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
+import numpy as np
 import pandas as pd
 
 from cellnb.results import Run
+
+#: Caption text of the "gain of the 2nd half" column (:func:`half_budget_cell`), for every chapter's
+#: table of trained models.
+HALF_BUDGET_CAPTION = ("gain of the 2nd half: how much lower the validation loss ended than at half the budget, "
+                       "annealed (cellnb.methods.training.half_budget_branch), mean over the seeds, with the seeds "
+                       "under 5 %, converged by that rule")
+
+
+def half_budget_cell(model: Mapping[str, Any]) -> str:
+    """The "gain of the 2nd half" cell of one :meth:`cellnb.results.Run.model` record: the mean gain
+    and how many of the seeds that measured it gained under 5 % (``"–"`` where none measured it;
+    :func:`cellnb.methods.training.half_budget_fields`).
+
+    >>> half_budget_cell({"half_budget_gain": 0.114, "seeds_converged_over_budget": 1, "seeds_half_budget": 3})
+    '+11 % (1/3 seeds < 5 %)'
+    >>> half_budget_cell({"converged": True})
+    '–'
+    """
+    gain = model.get("half_budget_gain")
+    if gain is None or not np.isfinite(float(gain)):
+        return "–"
+    n = model.get("seeds_half_budget", model.get("seeds", model.get("n_seeds", "?")))
+    return f"{fmt_gain(gain)} ({model.get('seeds_converged_over_budget', '?')}/{n} seeds < 5 %)"
+
+
+def fmt_gain(gain: float) -> str:
+    """A relative gain in percent, signed: one decimal under 10 % (so 4.8 % does not read as the
+    5 % of the rule), whole percent above; ``"–"`` when not finite.
+
+    >>> fmt_gain(0.0477), fmt_gain(0.114), fmt_gain(-0.05), fmt_gain(float("nan"))
+    ('+4.8 %', '+11 %', '-5.0 %', '–')
+    """
+    if gain is None or not np.isfinite(float(gain)):
+        return "–"
+    pct = 100 * float(gain)
+    return f"{pct:+.1f} %" if abs(pct) < 10 else f"{int(round(pct)):+d} %"
+
 
 _PROFILE_NOTE = {
     "smoke": "a pipeline check on tiny data: its numbers mean nothing",

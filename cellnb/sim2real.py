@@ -95,7 +95,7 @@ def evaluate(method_name: str, *, seeds: Sequence[int] = (0, 1, 2), size: str = 
              scenarios: Sequence[str] = SCENARIOS, train_kwargs: Mapping[str, Any] | None = None,
              finetune_lr: float | None = None, device: str = "cpu", real: Mapping[str, Any] | None = None,
              predict_kwargs: Mapping[str, Any] | None = None, tune_postprocess: bool = False,
-             progress: bool = False) -> dict[str, Any]:
+             half_budget: bool = False, progress: bool = False) -> dict[str, Any]:
     """Train ``method_name`` under each scenario for each seed and score it on real frames 5–9.
 
     With ``tune_postprocess``, each trained model's instance step takes the setting of
@@ -109,7 +109,10 @@ def evaluate(method_name: str, *, seeds: Sequence[int] = (0, 1, 2), size: str = 
     ``finetune_steps`` (default ``steps // 2``) of the real fine-tuning in ``generated+real``, with
     learning rate ``finetune_lr`` (default the method's ``lr`` / 3). ``train_kwargs`` go to
     ``method.train`` (``batch_size``, ``crop``, ``lr``, …). Generated training images use seeds
-    ``1_000_000 + 1000 * seed + i`` (disjoint from every chapter's).
+    ``1_000_000 + 1000 * seed + i`` (disjoint from every chapter's). ``half_budget``: every
+    training of a method that can (``Method.measures_half_budget``) also measures the validation
+    loss half its budget reaches (:func:`cellnb.methods.training.half_budget_branch`, in the
+    history's ``attrs["half_budget"]``; the training itself is unchanged).
 
     Returns a dict: ``scores`` (DataFrame: scenario, seed, frame, ap50, aji, dice), ``floor``
     (DataFrame: frame, ap50, aji, dice of Otsu + watershed), ``ceiling`` (dict of means) and
@@ -130,6 +133,8 @@ def evaluate(method_name: str, *, seeds: Sequence[int] = (0, 1, 2), size: str = 
     split = real_split(real)
     test_true = [s["labels"] for s in split["test"]]
     tk = dict(train_kwargs or {})
+    if half_budget and method.measures_half_budget:
+        tk["half_budget"] = True
     ft_steps = int(finetune_steps) if finetune_steps is not None else max(1, steps // 2)
     predict_kwargs = dict(predict_kwargs or {})
     t0 = time.perf_counter()
@@ -208,9 +213,12 @@ def _paired(result: Mapping[str, Any], scenario: str, metric: str) -> tuple[np.n
 
 def summary(result: Mapping[str, Any]) -> pd.DataFrame:
     """One row per scenario, then the floor and the ceiling: mean of each metric over frames and
-    seeds with its 95 % interval (bootstrap over seeds, then frames), and whether it beats the
-    floor (:func:`cellnb.verdicts.beats_floor` on AP@0.5)."""
+    seeds with its 95 % interval (bootstrap over seeds, then frames), whether it beats the
+    floor (:func:`cellnb.verdicts.beats_floor` on AP@0.5) and, where the trainings measured it,
+    what the second half of their budget bought (:func:`cellnb.report.half_budget_cell`)."""
     from cellnb import verdicts
+    from cellnb.methods.training import half_budget_record_fields
+    from cellnb.report import half_budget_cell
 
     rows = []
     for scenario in [s for s in SCENARIOS if s in set(result["scores"]["scenario"])]:
@@ -222,6 +230,9 @@ def summary(result: Mapping[str, Any]) -> pd.DataFrame:
             row[f"{m} 95% interval"] = f"[{lo:.3f}, {hi:.3f}]"
         vals, fl, groups = _paired(result, scenario, "ap50")
         row["beats floor (AP@0.5)"] = verdicts.beats_floor(vals, fl, better="higher", groups=groups)
+        gains = half_budget_record_fields([h for (sc, _), h in sorted(result["histories"].items()) if sc == scenario])
+        if gains:
+            row["gain of the 2nd half"] = half_budget_cell(gains)
         rows.append(row)
     floor = {"training": "floor: Otsu + watershed", **{m: float(result["floor"][m].mean()) for m in METRICS}}
     ceiling = {"training": "ceiling: oracle maps", **result["ceiling"]}
@@ -261,6 +272,7 @@ def record(run, result: Mapping[str, Any], prefix: str = "real", label: str | No
     helps" (fine-tuned vs real-only), which needs both sides learned.
     """
     from cellnb import verdicts
+    from cellnb.methods.training import half_budget_record_fields
 
     label = label or result["method"]
     scores, floor = result["scores"], result["floor"].set_index("frame")
@@ -285,7 +297,8 @@ def record(run, result: Mapping[str, Any], prefix: str = "real", label: str | No
                       beats_floor=verdicts.beats_floor(aji, fl, better="higher"), metric="aji",
                       value=float(aji.mean()), floor=float(fl.mean()), ceiling=float(result["ceiling"]["aji"]),
                       curve=curve(hist), steps=int(hist["step"].iloc[-1]) if "step" in hist else len(hist),
-                      steps_per_s=float(hist.attrs.get("steps_per_s", float("nan"))))
+                      steps_per_s=float(hist.attrs.get("steps_per_s", float("nan"))), seeds=1,
+                      **half_budget_record_fields([hist]))
             names[scenario].append(name)
     found: dict[str, Any] = {}
     for scenario, models in names.items():

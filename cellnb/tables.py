@@ -11,7 +11,10 @@
   tables, and the headline, which counts paper claims only and says why the inconclusive ones are;
 - ``book/generated/reproduction.md``: a [Re]/[¬Re] summary per paper, generated from the ledger;
 - ``book/generated/verdicts.svg``: every paper verdict at a glance;
-- ``book/generated/timings.md``: wall time of every notebook per profile and device.
+- ``book/generated/timings.md``: wall time of every notebook per profile and device;
+- ``book/generated/convergence.md``: per chapter, how many trained models the book's convergence
+  rule passes, and how the half-budget measurement (what the second half of the budget bought)
+  agrees with it.
 
 Only ``quick`` and ``full`` results are tabulated (``smoke`` is a pipeline check, never a result).
 The book shows ``full`` results where they exist and ``quick`` otherwise, and says which on every table. ``python -m cellnb.tables --check`` exits 1 if a committed file is stale.
@@ -90,15 +93,61 @@ def provenance_line(record: dict[str, Any]) -> str:
 
 
 def models_markdown(record: dict[str, Any]) -> str:
-    """Did each trained model learn? Metric, floor, ceiling, converged, beats floor."""
+    """Did each trained model learn? Metric, floor, ceiling, converged, beats floor, and what the
+    second half of the budget bought where it was measured (:func:`cellnb.report.half_budget_cell`)."""
+    from cellnb.report import half_budget_cell
+
     models = record.get("models") or {}
     if not models:
         return ""
     rows = []
     for name, m in models.items():
         rows.append([name, m.get("metric", ""), m.get("value"), m.get("floor"), m.get("ceiling"),
-                     "yes" if m["converged"] else "**no**", "yes" if m["beats_floor"] else "**no**"])
-    return markdown_table(["model", "metric", "value", "floor", "ceiling", "converged", "beats floor"], rows)
+                     "yes" if m["converged"] else "**no**", "yes" if m["beats_floor"] else "**no**", half_budget_cell(m)])
+    return markdown_table(["model", "metric", "value", "floor", "ceiling", "converged", "beats floor",
+                           "gain of the 2nd half"], rows)
+
+
+def _seeds_half_budget(model: dict[str, Any]) -> int:
+    """How many seeds of a model record measured the half budget (records before
+    ``seeds_half_budget`` existed: all of its seeds)."""
+    return int(model.get("seeds_half_budget", model.get("seeds", model.get("n_seeds", 1))))
+
+
+def _measured_half_budget(model: dict[str, Any]) -> bool:
+    gain = model.get("half_budget_gain")
+    return gain is not None and gain == gain and _seeds_half_budget(model) > 0
+
+
+def convergence_markdown(records: list[dict[str, Any]]) -> str:
+    """Per chapter (book records): trained models, how many the book's rule calls converged
+    (:func:`cellnb.verdicts.converged`, the last quarter), how many measured the half budget, how
+    many of those gained under 5 % on every seed (:func:`cellnb.verdicts.converged_over_budget`),
+    on how many the two answers agree, and the median gain."""
+    import numpy as np
+
+    from cellnb.report import fmt_gain
+
+    rows, totals = [], [0, 0, 0, 0, 0]
+    gains_all: list[float] = []
+    for record in book_records(records):
+        models = list((record.get("models") or {}).values())
+        if not models:
+            continue
+        measured = [m for m in models if _measured_half_budget(m)]
+        over = [m["seeds_converged_over_budget"] == _seeds_half_budget(m) for m in measured]
+        agree = sum(bool(m["converged"]) == o for m, o in zip(measured, over))
+        gains = [float(m["half_budget_gain"]) for m in measured]
+        gains_all += gains
+        counts = [len(models), sum(bool(m["converged"]) for m in models), len(measured), sum(over), agree]
+        totals = [a + b for a, b in zip(totals, counts)]
+        rows.append([record["name"], record["profile"], *counts,
+                     fmt_gain(float(np.median(gains))) if gains else "–"])
+    if not rows:
+        return "```{note}\nNo trained models in the committed results yet.\n```\n"
+    rows.append(["**all chapters**", "", *totals, fmt_gain(float(np.median(gains_all))) if gains_all else "–"])
+    return markdown_table(["chapter", "profile", "trained models", "converged (last quarter)", "measured half budget",
+                           "2nd half gained < 5 % (every seed)", "the two agree", "median gain of the 2nd half"], rows)
 
 
 def results_markdown(records: list[dict[str, Any]]) -> str:
@@ -363,6 +412,7 @@ def generate(results_root: Path | None = None, generated_dir: Path | None = None
         generated_dir / "reproduction.md": header + reproduction_markdown(records),
         generated_dir / "verdicts.svg": verdict_figure_svg(records),
         generated_dir / "timings.md": header + timings_markdown(records, results_root),
+        generated_dir / "convergence.md": header + convergence_markdown(records),
     }
 
 

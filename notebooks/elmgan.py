@@ -189,7 +189,8 @@ for name in exp.MODEL_NAMES:
         ok = all(converged(c) for c in curves[name])
         run.model(name if key == "count_mae" else f"{name}_mask", converged=ok,
                   beats_floor=beats_floor(a, b, better=better, groups=g), metric=key, value=mean,
-                  floor=float(np.mean(b)), curve=np.mean(curves[name], axis=0))
+                  floor=float(np.mean(b)), curve=np.mean(curves[name], axis=0), seeds=len(curves[name]),
+                  **exp.half_budget_fields(trained, name))
     run.metric(f"{name}_mask_threshold_mean", float(sub.groupby("seed")["threshold"].first().mean()))
 fl = per_image[per_image.model == "floor"]
 run.metric("floor_count_mae", float(fl["abs_err"].mean()))
@@ -209,8 +210,9 @@ table["learned (count / mask)"] = [
     f"{'yes' if run.models[n + '_mask']['converged'] and run.models[n + '_mask']['beats_floor'] else 'no'}"
     for n in exp.MODEL_NAMES] + ["—", "—"]
 table["train steps/s"] = [f"{run.metrics[f'{n}_steps_per_s']:.1f}" for n in exp.MODEL_NAMES] + ["—", "—"]
+table["gain of the 2nd half"] = [report.half_budget_cell(run.models[n]) for n in exp.MODEL_NAMES] + ["—", "—"]
 report.show_table(table, caption=f"Test frames ({cfg.n_test} per seed × {len(seeds)} seeds, {profile} profile): "
-                  "mean [95 % interval]; 'learned' = converged and beats its floor")
+                  f"mean [95 % interval]; 'learned' = converged and beats its floor; {report.HALF_BUDGET_CAPTION}")
 
 # %% [markdown]
 # Targets of this profile: every count model at most 0.3 × the constant predictor's MAE, every mask

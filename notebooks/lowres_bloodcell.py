@@ -145,9 +145,10 @@ fig = exp.curves_figure(out)
 plt.show()
 speed = pd.DataFrame([{"model": name, "steps": m.get("steps", cfg.e2e_steps), "steps per second": m.get("steps_per_s", np.nan),
                        "converged seeds": f"{m.get('converged_seeds', int(m['converged']))} / {m['seeds']}",
-                       "beats its floor": m["beats_floor"]} for name, m in run.models.items()])
+                       "beats its floor": m["beats_floor"],
+                       "gain of the 2nd half": report.half_budget_cell(m)} for name, m in run.models.items()])
 report.show_table(speed, caption=f"Training budget and measured speed ({utils.device_name(run.device)}, "
-                  f"{num_threads} thread(s); validation included)", floatfmt="{:.3g}")
+                  f"{num_threads} thread(s); validation included); {report.HALF_BUDGET_CAPTION}", floatfmt="{:.3g}")
 
 # %% [markdown]
 # ## Evaluation

@@ -76,7 +76,8 @@ for c in cfg.configs:
     run.model(c, converged=conv, beats_floor=beats, metric="aji (dense)", value=float(np.mean(a)), floor=float(np.mean(b)),
               ceiling=ceilings["dense"][c]["aji"], curve=np.mean(np.array(curves[c]), axis=0),
               ap50=float(np.mean(a50)), floor_ap50=float(np.mean(b50)), steps_per_s=info[c]["steps_per_s"],
-              converged_per_seed=[verdicts.converged(curve) for curve in curves[c]])
+              converged_per_seed=[verdicts.converged(curve) for curve in curves[c]], seeds=len(curves[c]),
+              **info[c]["half_budget"])
 # does the boundary head tell boundaries from interiors? (first seed, dense test images)
 for c in cfg.configs:
     if c in first and "boundary" in first[c][0].maps:
@@ -209,7 +210,9 @@ report.show_table(pd.DataFrame([{
     "steps": cfg.faithful_steps if exp.CONFIGS[c][1] == 1 else cfg.steps,
     "steps/s (CPU)": round(info[c]["steps_per_s"], 1), "post-processing": exp.describe(info[c]["post"]),
     "converged": run.models[c]["converged"],
-    "beats floor": run.models[c]["beats_floor"]} for c in cfg.configs]), caption="Training runs")
+    "beats floor": run.models[c]["beats_floor"],
+    "gain of the 2nd half": report.half_budget_cell(run.models[c])} for c in cfg.configs]),
+    caption=f"Training runs ({report.HALF_BUDGET_CAPTION})")
 fig = exp.plot_curves(curves)
 plt.show()
 

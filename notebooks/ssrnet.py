@@ -189,13 +189,10 @@ plt.tight_layout(); plt.show()
 status = pd.DataFrame([{"model": labels.get(n, n), "metric": s.get("metric"), "value": s.get("value"), "floor": s.get("floor"),
                         "value / floor": s.get("value") / s.get("floor") if s.get("floor") else np.nan,
                         "converged": s["converged"], "beats floor": s["beats_floor"],
-                        "gain of the 2nd half": (f"{int(round(100 * s['half_budget_gain'])):+d} % "
-                                                 f"({s['seeds_converged_over_budget']}/{s['seeds']} seeds < 5 %)"
-                                                 if "half_budget_gain" in s else "–")} for n, s in run.models.items()])
+                        "gain of the 2nd half": report.half_budget_cell(s)} for n, s in run.models.items()])
 report.show_table(status, caption="Did each model learn? (converged: validation loss flat over the last quarter; "
-                                  "beats floor: 95 % interval of the per-image difference excludes 0; gain of the 2nd "
-                                  "half: how much lower the validation loss ended than at half the budget, annealed, "
-                                  "mean over the seeds, as in the comparison chapter)")
+                                  "beats floor: 95 % interval of the per-image difference excludes 0; "
+                                  f"{report.HALF_BUDGET_CAPTION})")
 
 # %% [markdown]
 # ## Evaluation

@@ -43,7 +43,7 @@ def test_budget_table_lists_each_task_and_method_once():
     assert table.loc[0, "train (s)"] == "11"
     assert table.loc[0, "gain of the 2nd half (seeds)"] == "–"  # not measured
     status["half_budget_gain"] = [0.123, -0.004, float("nan")]
-    assert exp.budget_table(status).loc[0, "gain of the 2nd half (seeds)"] == "+12 %, +0 %"
+    assert exp.budget_table(status).loc[0, "gain of the 2nd half (seeds)"] == "+12 %, -0.4 %"  # one decimal under 10 %
 
 
 def test_learned_status_reports_the_half_budget_gain_of_the_seeds_that_measured_it():

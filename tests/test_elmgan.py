@@ -344,3 +344,16 @@ def test_reproduction_summary_counts_paper_claims_and_checks():
     text = reproduction_summary(run)
     assert "**1 hold**, 0 do not, 1 inconclusive (b: other device)" in text
     assert "Checks: 0 of 1 hold" in text and "learned (converged and beat their floor): 0 of 1; not: m" in text
+
+
+def test_chapter_training_records_the_half_budget_for_gan_and_no_gan():
+    from cellnb.experiments import elmgan as exp
+    from cellnb.report import half_budget_cell
+
+    cfg = dict(exp.SETTINGS["smoke"], steps=24)
+    data = exp.make_data(cfg, 0)
+    trained = {(n, 0): exp.train_model(n, cfg, data, 0) for n in ("elmgan", "elmgan_no_gan")}
+    for name in ("elmgan", "elmgan_no_gan"):
+        fields = exp.half_budget_fields(trained, name)
+        assert fields["seeds_half_budget"] == 1 and np.isfinite(fields["half_budget_gain"])
+        assert half_budget_cell(fields).endswith("(1/1 seeds < 5 %)") or "(0/1" in half_budget_cell(fields)

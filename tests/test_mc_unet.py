@@ -206,3 +206,16 @@ def test_ceiling_of_the_boundary_post_processing_is_near_perfect():
                                                                     "min_seed_area": 2})
     assert c["aji"] == pytest.approx(1.0) and c["ap50"] == pytest.approx(1.0)
     assert exp.postprocess_options(("mask",)) == [{"use": "foreground"}]
+
+
+def test_ablation_records_what_the_second_half_of_the_budget_bought():
+    """The chapter's wiring: with ``half_budget_check`` each configuration's info holds the seeds'
+    half-budget fields, and the reported speed leaves the branch's time out."""
+    cfg = dict(exp.SETTINGS["smoke"], steps=24, faithful_steps=24, configs=["mc_unet"])
+    assert cfg["half_budget_check"]
+    data = exp.make_data(cfg, 0)
+    _, _, info, _ = exp.run_ablation(cfg, data, seed=0)
+    fields = info["mc_unet"]["half_budget"]
+    assert fields["seeds_half_budget"] == 1 and math.isfinite(fields["half_budget_gain"])
+    _, _, off, _ = exp.run_ablation(dict(cfg, half_budget_check=False), data, seed=0)
+    assert off["mc_unet"]["half_budget"] == {}

@@ -18,6 +18,9 @@ def test_generate_from_hand_made_results(tmp_path):
         run.claim("gpu", "2x faster on a GPU", "abstract", 0.5, None, "CPU only", basis="other device")
         run.claim("seeds", "counts better", "abstract", -1.0, None, "x; inconclusive: only 1 seed(s)/split(s)")
         run.model("ssrnet", converged=True, beats_floor=False, metric="count_mae", value=mae, floor=mae)
+        # converged by the last quarter, but the second half still bought 12 % on one of two seeds
+        run.model("unet", converged=True, beats_floor=True, metric="count_mae", value=1.0, floor=mae,
+                  half_budget_gain=0.07, seeds_converged_over_budget=1, seeds_half_budget=2)
         run.save(tmp_path)
     files = tables.generate(tmp_path, tmp_path / "gen")
     summary = files[tmp_path / "summary.csv"].splitlines()
@@ -25,7 +28,11 @@ def test_generate_from_hand_made_results(tmp_path):
     assert len(summary) == 2 and summary[1].startswith("ssrnet,quick,cpu,") and summary[1].endswith(",count_mae,2.5")
     results_md = files[tmp_path / "gen" / "results.md"]
     assert "(quick profile)" in results_md and "| count_mae | 2.5 |" in results_md and "| 9 |" not in results_md
-    assert "| ssrnet | count_mae | 2.5 | 2.5 |  | yes | **no** |" in results_md
+    assert "| ssrnet | count_mae | 2.5 | 2.5 |  | yes | **no** | – |" in results_md
+    assert "| unet | count_mae | 1 | 2.5 |  | yes | yes | +7.0 % (1/2 seeds < 5 %) |" in results_md
+    convergence = files[tmp_path / "gen" / "convergence.md"]
+    assert "| ssrnet | quick | 2 | 2 | 1 | 0 | 0 | +7.0 % |" in convergence
+    assert "| **all chapters** |  | 2 | 2 | 1 | 0 | 0 | +7.0 % |" in convergence
     claims_md = files[tmp_path / "gen" / "claims.md"]
     assert ("| ssrnet | MACs 1/20 of U-Net | does not hold | 0.07 |  |  | measured here | quick | abstract | ratio 0.07 |"
             in claims_md)

@@ -36,6 +36,7 @@ import pandas as pd
 
 from cellnb import floors, postprocess, verdicts
 from cellnb.methods.training import half_budget_gain, half_budget_summary
+from cellnb.report import fmt_gain
 
 NAME = "comparison"
 #: task -> (metric, better, floor description)
@@ -527,7 +528,8 @@ def sim_to_real(cfg: Mapping[str, Any], seeds: Sequence[int], device: str = "cpu
         out[name] = sim2real.evaluate(
             name, seeds=tuple(seeds), size=cfg["size"], steps=int(cfg["real_steps"]),
             finetune_steps=int(cfg["real_finetune_steps"]), n_generated=int(cfg["real_n_generated"]), device=device,
-            train_kwargs={"batch_size": int(cfg["real_batch"]), "crop": int(cfg["real_crop"])}, tune_postprocess=True)
+            train_kwargs={"batch_size": int(cfg["real_batch"]), "crop": int(cfg["real_crop"])}, tune_postprocess=True,
+            half_budget=bool(cfg.get("half_budget_check", False)))
     return out
 
 
@@ -617,7 +619,7 @@ def budget_table(status: pd.DataFrame) -> pd.DataFrame:
     for (task, method), g in status.groupby(["task", "method"], sort=False):
         first = g.iloc[0]
         gains = g["half_budget_gain"].tolist() if "half_budget_gain" in g else []
-        shown = ", ".join(f"{int(round(100 * v)):+d} %" for v in gains if np.isfinite(v)) or "–"
+        shown = ", ".join(fmt_gain(v) for v in gains if np.isfinite(v)) or "–"
         rows.append({"task": TASK_TITLE.get(task, task), "method": method,
                      **{k: first[k] for k in BUDGET_KEYS if k in g},
                      "train (s)": f"{g['train_s'].mean():.0f}", "steps / s": f"{g['steps_per_s'].mean():.1f}",

@@ -41,7 +41,7 @@ SETTINGS: dict[str, dict[str, Any]] = {
     "smoke": dict(
         downscale=8, n_train=3, n_val=1, n_test=2, n_seeds=1, size="tiny", unet_width=4, pix2pix_depth=6,
         crop=64, batch_size=4, evals=8, steps=16, lr=2e-3, lr_d=2e-4,
-        bench_size=64, bench_repeats=1, bench_width=8, block_repeats=1,
+        bench_size=64, bench_repeats=1, bench_width=8, block_repeats=1, half_budget_check=True,
     ),
     # quick: CPU minutes. Frames block-averaged ×4 (130×174), random 64² crops, slim widths,
     # step budget sized by measurement (docs in the chapter); efficiency at the released widths, 256².
@@ -49,12 +49,15 @@ SETTINGS: dict[str, dict[str, Any]] = {
         downscale=4, n_train=12, n_val=3, n_test=12, n_seeds=3, size="slim", unet_width=4, pix2pix_depth=6,
         crop=64, batch_size=8, evals=10, steps=500, lr=2e-3, lr_d=2e-4,
         bench_size=256, bench_repeats=3, bench_width=64, block_repeats=5,
+        # also the validation loss half the budget reaches (cellnb.methods.training.half_budget_branch:
+        # 10 % more steps, the run itself unchanged)
+        half_budget_check=True,
     ),
     # full: the released set-up (full-size frames, released widths, 30 epochs of 960 frames, lr 1e-4)
     "full": dict(
         downscale=1, n_train=760, n_val=200, n_test=240, n_seeds=5, size="paper", unet_width=64, pix2pix_depth=8,
         crop=256, batch_size=1, evals=30, steps=28800, lr=1e-4, lr_d=1e-4,
-        bench_size=768, bench_repeats=20, bench_width=64, block_repeats=50,
+        bench_size=768, bench_repeats=20, bench_width=64, block_repeats=50, half_budget_check=True,
     ),
 }
 
@@ -153,14 +156,17 @@ class Trained:
 
 
 def train_model(name: str, cfg: Mapping[str, Any], data: Mapping[str, list], seed: int, device: str = "cpu") -> Trained:
-    """Train ``name`` with the method's recipe (its GAN where it has one) on ``data``'s frames."""
+    """Train ``name`` with the method's recipe (its GAN where it has one) on ``data``'s frames
+    (with ``cfg["half_budget_check"]``, also the validation loss half the budget reaches:
+    ``history.attrs["half_budget"]``, :func:`cellnb.methods.training.half_budget_branch`)."""
     from cellnb.utils import seed_everything
 
     seed_everything(seed)
     gen, disc, variant = build(name, cfg)
     hist = method().train(gen, data["train"], data["val"], "count", steps=cfg["steps"], batch_size=cfg["batch_size"],
                           crop=cfg["crop"], lr=cfg["lr"], lr_d=cfg["lr_d"], seed=seed, device=device, loss=variant,
-                          discriminator=disc, evals=cfg["evals"], size=cfg["size"])
+                          discriminator=disc, evals=cfg["evals"], size=cfg["size"],
+                          half_budget=bool(cfg.get("half_budget_check", False)))
     return Trained(name, seed, gen, hist, float(hist.attrs["seconds"]), float(hist.attrs["steps_per_s"]))
 
 
@@ -363,6 +369,14 @@ def benchmark_generators(image_size: int, base_width: int = 64, device: str = "c
     return pd.DataFrame({"model": list(ms), "ms": list(ms.values()),
                          "images_per_s": [1000.0 / v for v in ms.values()],
                          "params": [count_params(models[k]) for k in ms]})
+
+
+def half_budget_fields(trained: Mapping[tuple[str, int], Trained], name: str) -> dict[str, Any]:
+    """What the second half of the budget bought model ``name`` over its seeds, as
+    :meth:`cellnb.results.Run.model` fields (:func:`cellnb.methods.training.half_budget_record_fields`)."""
+    from cellnb.methods.training import half_budget_record_fields
+
+    return half_budget_record_fields([t.history for (n, _), t in sorted(trained.items()) if n == name])
 
 
 def steps_per_s(trained: Mapping[tuple[str, int], Trained]) -> dict[str, float]:

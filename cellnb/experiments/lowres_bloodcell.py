@@ -36,6 +36,7 @@ from cellnb.methods.lowres_bloodcell import (SCALE, PairedPatches, SRSegPipeline
                                              predict_batches, predict_masks, resize_labels, split_seeds,
                                              super_resolve_batch)
 from cellnb.losses.lowres_bloodcell import joint_loss
+from cellnb.methods.training import half_budget_record_fields
 from cellnb.utils import seed_everything
 
 NAME = "lowres_bloodcell"
@@ -49,19 +50,21 @@ SETTINGS: dict[str, dict[str, Any]] = {
         n_train=3, n_val=1, n_test=2, smear_size=256, hr_size=256, lr_size=64,
         sr_steps=8, sr_batch=4, sr_crop=32, sr_lr=4e-3,
         seg_steps=8, seg_batch=4, seg_crop=48, seg_lr=5e-3, seg_size="slim",
-        evals=8, n_seeds=3, hr_seeds=1, e2e_steps=0, e2e_sr_weight=1.0, eval_batch=4,
+        evals=8, n_seeds=3, hr_seeds=1, e2e_steps=0, e2e_sr_weight=1.0, eval_batch=4, half_budget_check=True,
     ),
     "quick": dict(
         n_train=20, n_val=4, n_test=8, smear_size=512, hr_size=256, lr_size=64,
         sr_steps=200, sr_batch=16, sr_crop=32, sr_lr=4e-3,
         seg_steps=250, seg_batch=8, seg_crop=48, seg_lr=5e-3, seg_size="slim",
         evals=16, n_seeds=3, hr_seeds=1, e2e_steps=0, e2e_sr_weight=1.0, eval_batch=4,
+        # also the validation loss half the budget reaches (cellnb.methods.training.half_budget_branch)
+        half_budget_check=True,
     ),
     "full": dict(
         n_train=90, n_val=10, n_test=10, smear_size=1200, hr_size=256, lr_size=64,
         sr_steps=6000, sr_batch=16, sr_crop=64, sr_lr=2e-3,
         seg_steps=6000, seg_batch=8, seg_crop=256, seg_lr=3e-3, seg_size="paper",
-        evals=30, n_seeds=3, hr_seeds=3, e2e_steps=3000, e2e_sr_weight=1.0, eval_batch=10,
+        evals=30, n_seeds=3, hr_seeds=3, e2e_steps=3000, e2e_sr_weight=1.0, eval_batch=10, half_budget_check=True,
     ),
 }
 
@@ -227,7 +230,7 @@ def run_pipeline(cfg: Mapping[str, Any], device="cpu", seed: int = 0, cache_dir:
     histories: dict[str, list[pd.DataFrame]] = {}
     speeds: dict[str, list[float]] = {}
     examples: dict[str, Any] = {"pred": {}}
-    kw = dict(device=device, progress=progress, evals=int(cfg["evals"]))
+    kw = dict(device=device, progress=progress, evals=int(cfg["evals"]), half_budget=bool(cfg.get("half_budget_check", False)))
     for s in range(int(cfg["n_seeds"])):
         train_seed = seed * 1000 + s
         t0 = time.perf_counter()
@@ -301,7 +304,8 @@ def train_end_to_end(sr_model: nn.Module, splits: Mapping[str, Mapping[str, np.n
                        joint_loss("ce_dice", float(cfg["e2e_sr_weight"])), steps=int(cfg["e2e_steps"]),
                        batch=int(cfg["seg_batch"]), crop=int(cfg["seg_crop"]), lr=float(cfg["seg_lr"]) / 3,
                        val_arrays=keys(va), val_crop=128, evals=int(cfg["evals"]), seed=seed + 29, device=device,
-                       progress=progress, precision=get_method("mobilesr_tinyunet").train_precision)
+                       progress=progress, precision=get_method("mobilesr_tinyunet").train_precision,
+                       half_budget=bool(cfg.get("half_budget_check", False)))
     pred = predict_masks(pipeline, te["lr"], "ce_dice", int(cfg["eval_batch"]), device)
     sr = super_resolve_batch(pipeline.sr, te["lr"], int(cfg["eval_batch"]), device)
     return {"rows": pd.DataFrame(segmentation_rows(pred, te["mask"], te["labels"])), "history": hist,
@@ -355,7 +359,7 @@ def record(run: Any, out: Mapping[str, Any], cfg: Mapping[str, Any], params: Map
     run.model("mobilesr", converged=conv, beats_floor=sr_beats, metric="psnr", value=sr["psnr"].mean(),
               floor=sr["bicubic_psnr"].mean(), curve=val_curve(out["histories"]["mobilesr"]),
               seeds=n_seeds, converged_seeds=int(sum(flags)), steps=int(cfg["sr_steps"]),
-              steps_per_s=out["steps_per_s"]["mobilesr"])
+              steps_per_s=out["steps_per_s"]["mobilesr"], **half_budget_record_fields(out["histories"]["mobilesr"]))
     run.metric("mobilesr_steps_per_s", out["steps_per_s"]["mobilesr"])
     v_sr = verdicts.compare(sr["psnr"], sr["bicubic_psnr"], better="higher", groups=sr["seed"],
                             learned=run.learned("mobilesr"), labels=("MobileSR", "bicubic"))
@@ -381,7 +385,7 @@ def record(run: Any, out: Mapping[str, Any], cfg: Mapping[str, Any], params: Map
         run.model(name, converged=conv, beats_floor=beats, metric="dice", value=rows["dice"].mean(),
                   floor=rows["floor_dice"].mean(), curve=val_curve(out["histories"][name]), seeds=n,
                   converged_seeds=int(sum(flags)), steps=int(cfg["seg_steps"]), steps_per_s=out["steps_per_s"][name],
-                  input=kind, loss=loss)
+                  input=kind, loss=loss, **half_budget_record_fields(out["histories"][name]))
     run.metric("floor_dice", out["floor_rows"]["bicubic"]["dice"].mean())
     run.metric("floor_dice_hr", out["floor_rows"]["hr"]["dice"].mean())
     run.metric("tiny_unet_steps_per_s", out["steps_per_s"]["tiny_unet_sr"])
@@ -450,7 +454,7 @@ def record(run: Any, out: Mapping[str, Any], cfg: Mapping[str, Any], params: Map
         e_beats = verdicts.beats_floor(e["rows"]["dice"], out["floor_rows"]["bicubic"]["dice"], better="higher")
         run.model("mobilesr_tinyunet_e2e", converged=_conv(e["history"]["val_loss"].tolist()), beats_floor=e_beats,
                   metric="dice", value=e["rows"]["dice"].mean(), floor=out["floor_rows"]["bicubic"]["dice"].mean(),
-                  curve=e["history"]["val_loss"].tolist(), seeds=1)
+                  curve=e["history"]["val_loss"].tolist(), seeds=1, **half_budget_record_fields([e["history"]]))
     return out_verdicts
 
 

@@ -27,17 +27,21 @@ from cellnb.methods.mc_unet import (  # noqa: F401  (re-exported: the comparison
     make_split,
     oracle_inputs,
 )
+from cellnb.methods.training import half_budget_record_fields, half_budget_seconds
 
 SETTINGS: dict[str, dict[str, Any]] = {
     "smoke": dict(size=32, n_train=4, n_val=2, n_test=2, steps=16, evals=8, batch_size=4, crop=32, lr=3e-3,
                   model_size="tiny", n_seeds=1, sigma=2.0, radius_scale=0.5, boundary_weight=0.15,
-                  density_weight=0.5, faithful_steps=16,
+                  density_weight=0.5, faithful_steps=16, half_budget_check=True,
                   real_steps=4, real_finetune_steps=2, real_n_generated=3, real_batch=2, real_crop=32,
                   configs=["mc_unet", "mc_unet_no_density", "mc_unet_no_boundary", "mc_unet_baseline",
                            "mc_unet_code_b1"]),
     "quick": dict(size=64, n_train=16, n_val=4, n_test=8, steps=250, evals=10, batch_size=8, crop=48, lr=3e-3,
                   model_size="slim", n_seeds=3, sigma=2.0, radius_scale=0.5, boundary_weight=0.15,
                   density_weight=0.5, faithful_steps=300,
+                  # also the validation loss half the budget reaches (cellnb.methods.training.half_budget_branch:
+                  # 10 % more steps, the run itself unchanged)
+                  half_budget_check=True,
                   # sim-to-real at 110 + 55 steps (was 150 + 75; seeds 0-2, this CPU): mean real-frame AJI 0.724 /
                   # 0.711 / 0.751 (generated only / real only / fine-tuned) against 0.732 / 0.734 / 0.756, all 9
                   # models converged at both budgets, 4 above the floor (5 at 150 + 75). The ablation stays at 250 steps:
@@ -47,7 +51,7 @@ SETTINGS: dict[str, dict[str, Any]] = {
                            "mc_unet_code_b1"]),
     "full": dict(size=256, n_train=200, n_val=20, n_test=50, steps=20000, evals=40, batch_size=8, crop=128,
                  lr=1e-3, model_size="paper", n_seeds=5, sigma=3.0, radius_scale=1.0, boundary_weight=0.15,
-                 density_weight=0.5, faithful_steps=100000,
+                 density_weight=0.5, faithful_steps=100000, half_budget_check=True,
                  real_steps=5000, real_finetune_steps=2000, real_n_generated=80, real_batch=8, real_crop=128,
                  configs=["mc_unet", "mc_unet_no_density", "mc_unet_no_boundary", "mc_unet_baseline",
                           "mc_unet_code", "mc_unet_code_b1"]),
@@ -94,7 +98,7 @@ def sim_to_real(cfg: Mapping[str, Any], seed: int = 0, device: str = "cpu") -> d
                              n_generated=int(cfg["real_n_generated"]), device=device,
                              train_kwargs={"batch_size": int(cfg["real_batch"]), "crop": int(cfg["real_crop"]),
                                            "lr": float(cfg["lr"]), "evals": int(cfg["evals"])},
-                             tune_postprocess=True)
+                             tune_postprocess=True, half_budget=bool(cfg.get("half_budget_check", False)))
 
 
 def make_data(cfg: Mapping[str, Any], seed: int) -> dict[str, list[dict[str, np.ndarray]]]:
@@ -127,7 +131,9 @@ def heads_of(config: str) -> tuple[str, ...]:
 
 def train_config(config: str, data: Mapping[str, Sequence[Mapping[str, np.ndarray]]], cfg: Mapping[str, Any],
                  seed: int, device: str = "cpu", progress: bool = False):
-    """Build (seeded) and train one configuration; returns ``(model, history, seconds, steps)``."""
+    """Build (seeded) and train one configuration; returns ``(model, history, seconds, steps)``
+    (``seconds`` of the training itself: the half-budget branch that ``cfg["half_budget_check"]``
+    adds, :func:`cellnb.methods.training.half_budget_branch`, is left out)."""
     from cellnb.utils import seed_everything
 
     if config not in CONFIGS:
@@ -141,8 +147,9 @@ def train_config(config: str, data: Mapping[str, Sequence[Mapping[str, np.ndarra
     history = m.train(model, list(data["train"]), list(data["val"]), steps=steps, batch_size=batch or cfg["batch_size"],
                       crop=cfg["crop"], lr=cfg["lr"], seed=seed, device=device, loss=loss, progress=progress,
                       evals=cfg["evals"], loss_kwargs=dict(boundary_weight=cfg["boundary_weight"],
-                                                           density_weight=cfg["density_weight"]))
-    seconds = time.perf_counter() - t0
+                                                           density_weight=cfg["density_weight"]),
+                      half_budget=bool(cfg.get("half_budget_check", False)))
+    seconds = time.perf_counter() - t0 - half_budget_seconds(history)
     n_steps = int(round(steps / cfg["evals"])) * cfg["evals"]
     return model, history, seconds, n_steps
 
@@ -219,15 +226,18 @@ def run_ablation(cfg: Mapping[str, Any], data: Mapping[str, Sequence[Mapping[str
     """Train every configuration over ``n_seeds`` seeds and score every test image.
 
     Returns ``(rows, curves, info, first)``: per-image rows (config, seed, regime, image, metrics),
-    validation curves ``{config: [curve per seed]}``, per-config info (steps/s, thresholds) and the
-    first seed's predictions on the dense test set (for figures).
+    validation curves ``{config: [curve per seed]}``, per-config info (steps/s, thresholds, the
+    record fields of what the second half of the budget bought,
+    :func:`cellnb.methods.training.half_budget_record_fields`) and the first seed's predictions on
+    the dense test set (for figures).
     """
     rows, curves, info, first = [], {}, {}, {}
     for config in cfg["configs"]:
-        curves[config], speeds, choices, total = [], [], [], 0.0
+        curves[config], speeds, choices, total, histories = [], [], [], 0.0, []
         for s in range(cfg["n_seeds"]):
             model, history, seconds, steps = train_config(config, data, cfg, seed + s, device, progress)
             curves[config].append([float(v) for v in history["val_loss"]])
+            histories.append(history)
             speeds.append(steps / seconds)
             total += seconds
             post = choose_postprocess(predictions(model, data["val"], device), data["val"], heads_of(config))
@@ -242,7 +252,8 @@ def run_ablation(cfg: Mapping[str, Any], data: Mapping[str, Sequence[Mapping[str
         # the ceiling is that of the post-processing most seeds chose on their validation images
         keys = [tuple(sorted(c.items())) for c in choices]
         info[config] = {"steps_per_s": float(np.mean(speeds)), "seconds": total, "choices": choices,
-                        "post": dict(max(set(keys), key=keys.count))}
+                        "post": dict(max(set(keys), key=keys.count)),
+                        "half_budget": half_budget_record_fields(histories)}
     return pd.DataFrame(rows), curves, info, first
 
 

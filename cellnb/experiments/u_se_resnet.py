@@ -32,13 +32,16 @@ import torch
 
 from cellnb import floors
 from cellnb.methods import get_method
-from cellnb.utils import seed_everything
+from cellnb.methods.training import half_budget_fields, half_budget_gain, half_budget_summary
 from cellnb.methods.u_se_resnet import normalize_percentile  # noqa: F401  (re-exported for the notebook)
+from cellnb.utils import seed_everything
 
 NAME = "u_se_resnet"
 DATASET = "SYN-U-SE"
 
-_COMMON = dict(lr=3e-3, crop=64, noise_max=0.2, n_evals=10)
+#: ``half_budget_check``: every training also measures the validation loss half its budget reaches
+#: (:func:`cellnb.methods.training.half_budget_branch`: 10 % more steps, the run itself unchanged).
+_COMMON = dict(lr=3e-3, crop=64, noise_max=0.2, n_evals=10, half_budget_check=True)
 SETTINGS: dict[str, dict[str, Any]] = {
     "smoke": dict(size="tiny", n_seeds=1, erosion=4, ablation_erosions=[], ablate_edge_weight=True,
                   ctc_size=64, ctc_train_sequences=1, ctc_frames=5, ctc_val_frames=1, ctc_test_frames=3, ctc_cells=5,
@@ -47,7 +50,7 @@ SETTINGS: dict[str, dict[str, Any]] = {
                   nuclei_min_size=8,
                   sim_to_real=True, real_steps=10, real_batch=4, finetune_steps=8, finetune_lr=1e-3, real_min_size=8,
                   real_generated_regime="hoechst", real_generated_train=3, real_generated_steps=10,
-                  lr=3e-3, crop=64, noise_max=0.2, n_evals=8),
+                  lr=3e-3, crop=64, noise_max=0.2, n_evals=8, half_budget_check=True),
     "quick": dict(size="slim", n_seeds=3, erosion=4, ablation_erosions=[], ablate_edge_weight=True,
                   ctc_size=128, ctc_train_sequences=3, ctc_frames=12, ctc_val_frames=2, ctc_test_frames=10, ctc_cells=10,
                   # 600 steps (channels_last pays for them): on two seeds, 400 gave per-frame SEG 0.78 / 0.73,
@@ -65,7 +68,7 @@ SETTINGS: dict[str, dict[str, Any]] = {
                  nuclei_min_size=20,
                  sim_to_real=True, real_steps=5000, real_batch=4, finetune_steps=2000, finetune_lr=1e-4, real_min_size=10,
                  real_generated_regime="hoechst", real_generated_train=80, real_generated_steps=20000,
-                 lr=1e-4, crop=224, noise_max=0.2, n_evals=20),
+                 lr=1e-4, crop=224, noise_max=0.2, n_evals=20, half_budget_check=True),
 }
 
 
@@ -256,12 +259,13 @@ def run_experiment(cfg: Mapping[str, Any], seed: int, device: torch.device, cach
         hist = method.train(model, train_items, val_items, "instances", steps=int(steps), batch_size=int(batch),
                             crop=int(cfg["crop"]), lr=float(lr or cfg["lr"]), seed=v.seed, device=device, loss=v.loss,
                             erosion=v.erosion, n_evals=int(cfg["n_evals"]), noise_max=float(cfg["noise_max"]),
-                            progress=progress)
+                            half_budget=bool(cfg.get("half_budget_check", False)), progress=progress)
         for r in hist.to_dict("records"):
             hist_rows.append({"task": v.task, "variant": v.name, "seed": v.seed, **r})
         res.models[v.model_name] = {"curve": hist["val_loss"].tolist(), "steps_per_s": hist.attrs["steps_per_s"],
                                     "seconds": hist.attrs["seconds"], "steps": int(steps), "task": v.task,
-                                    "variant": v.name, "seed": v.seed, "erosion": v.erosion}
+                                    "variant": v.name, "seed": v.seed, "erosion": v.erosion,
+                                    "half_budget_gain": half_budget_gain(hist)}
         return model
 
     # ---------------------------------------------------------------- generated CTC sequence and nuclei
@@ -498,7 +502,8 @@ def record(run, res: ExperimentResult, cfg: Mapping[str, Any]) -> dict[str, Any]
                   ceiling=float(_rows(df, task, f"ceiling_e{info.get('erosion', E)}")["aji"].mean())
                   if len(_rows(df, task, f"ceiling_e{info.get('erosion', E)}")) else None,
                   curve=info["curve"], steps=info["steps"], steps_per_s=float(info["steps_per_s"]),
-                  train_seconds=float(info["seconds"]))
+                  train_seconds=float(info["seconds"]), seeds=1,
+                  **half_budget_fields(half_budget_summary([info.get("half_budget_gain", float("nan"))])))
     for (task, variant), grp in pd_groupby_models(res.models):
         run.metric(f"{task}_{variant}_steps_per_s", float(np.mean([g["steps_per_s"] for g in grp])))
     run.metric("train_seconds", float(sum(i["seconds"] for i in res.models.values())))

@@ -45,6 +45,7 @@ from torch.utils.data import DataLoader, Dataset
 from cellnb.losses.elmgan import discriminator_loss as _discriminator_loss
 from cellnb.losses.elmgan import nh_loss
 from cellnb.methods.base import Method, Prediction, register_method, remember_training_crop, training_tile
+from cellnb.methods.training import half_budget_seconds
 from cellnb.models import create_model, outputs
 
 #: The released normalisation (``SSRnet_bc05_2.py``: ``transforms.Normalize(0.387, 0.278)``).
@@ -442,7 +443,7 @@ class ELMGAN(Method):
             hist["val_loss"] = [r["loss"] for r in val_rows]
             for key in ("g_l1", "g_count"):
                 hist[f"val_{key}"] = [r[key] for r in val_rows]
-        seconds = time.perf_counter() - t0 - t_val[0] - float(hist.attrs.get("half_budget", {}).get("seconds", 0.0))
+        seconds = time.perf_counter() - t0 - t_val[0] - half_budget_seconds(hist)
         hist["step"] = hist["epoch"] * per_epoch
         hist.attrs["steps"] = per_epoch * evals
         hist.attrs["seconds"] = seconds

@@ -333,14 +333,41 @@ def half_budget_summary(gains: Sequence[float]) -> dict[str, Any]:
 
 def half_budget_fields(summary: Mapping[str, Any]) -> dict[str, Any]:
     """The fields of a :func:`half_budget_summary` that :meth:`cellnb.results.Run.model` records
-    (``half_budget_gain``, ``seeds_converged_over_budget``); none when no seed measured it.
+    (``half_budget_gain``, ``seeds_converged_over_budget``, ``seeds_half_budget``); none when no
+    seed measured it.
 
     >>> half_budget_fields(half_budget_summary([float("nan")]))
     {}
+    >>> half_budget_fields(half_budget_summary([0.02, 0.10]))["seeds_half_budget"]
+    2
     """
     if not summary.get("seeds_half_budget"):
         return {}
-    return {"half_budget_gain": summary["half_budget_gain"], "seeds_converged_over_budget": summary["seeds_converged_over_budget"]}
+    return {k: summary[k] for k in ("half_budget_gain", "seeds_converged_over_budget", "seeds_half_budget")}
+
+
+def half_budget_record_fields(histories: Sequence[pd.DataFrame | None]) -> dict[str, Any]:
+    """:func:`half_budget_fields` of the seeds' histories in one call (what a chapter passes to
+    :meth:`cellnb.results.Run.model` for a model trained once per seed).
+
+    >>> h = pd.DataFrame({"val_loss": [2.0, 1.0, 0.99]}); h.attrs["half_budget"] = {"val_loss": 1.0}
+    >>> half_budget_record_fields([h, None])["seeds_converged_over_budget"]
+    1
+    """
+    return half_budget_fields(half_budget_summary([half_budget_gain(h) for h in histories]))
+
+
+def half_budget_seconds(history: pd.DataFrame | None) -> float:
+    """Wall seconds the half-budget branch of ``history`` took (0 when it ran none): what a caller
+    timing the whole training subtracts to get the run's own speed.
+
+    >>> h = pd.DataFrame({"val_loss": [1.0]}); h.attrs["half_budget"] = {"val_loss": 1.0, "seconds": 2.5}
+    >>> half_budget_seconds(h), half_budget_seconds(None)
+    (2.5, 0.0)
+    """
+    if history is None:
+        return 0.0
+    return float((history.attrs.get("half_budget") or {}).get("seconds", 0.0))
 
 def fit_samples(method, model: nn.Module, train_samples: Sequence[Mapping[str, Any]],
                 val_samples: Sequence[Mapping[str, Any]], task: str | None, *, steps: int, batch_size: int = 8,
