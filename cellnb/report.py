@@ -5,6 +5,7 @@ All output is rich (Markdown/HTML) so it renders in the book; nothing here compu
 
 from __future__ import annotations
 
+import math
 from typing import Any, Iterable, Mapping
 
 import numpy as np
@@ -38,15 +39,20 @@ def half_budget_cell(model: Mapping[str, Any]) -> str:
 
 def fmt_gain(gain: float) -> str:
     """A relative gain in percent, signed: one decimal under 10 % (so 4.8 % does not read as the
-    5 % of the rule), whole percent above; ``"–"`` when not finite.
+    5 % of the rule), whole percent above; ``"–"`` when not finite. Under 10 % the decimal is cut, not
+    rounded, so a shown number never crosses the 5 % line the other way (0.0496 shows 4.9 %, not 5.0 %).
 
     >>> fmt_gain(0.0477), fmt_gain(0.114), fmt_gain(-0.05), fmt_gain(float("nan"))
-    ('+4.8 %', '+11 %', '-5.0 %', '–')
+    ('+4.7 %', '+11 %', '-5.0 %', '–')
+    >>> fmt_gain(0.0496), fmt_gain(0.0999), fmt_gain(0.029)
+    ('+4.9 %', '+9.9 %', '+2.9 %')
     """
     if gain is None or not np.isfinite(float(gain)):
         return "–"
     pct = 100 * float(gain)
-    return f"{pct:+.1f} %" if abs(pct) < 10 else f"{int(round(pct)):+d} %"
+    if abs(pct) < 10:  # 0.029 is 2.8999... in binary: cut after the representation error
+        return f"{math.trunc(pct * 10 + math.copysign(1e-9, pct)) / 10:+.1f} %"
+    return f"{int(round(pct)):+d} %"
 
 
 _PROFILE_NOTE = {

@@ -135,7 +135,7 @@ def convergence_markdown(records: list[dict[str, Any]]) -> str:
         if not models:
             continue
         measured = [m for m in models if _measured_half_budget(m)]
-        over = [m["seeds_converged_over_budget"] == _seeds_half_budget(m) for m in measured]
+        over = [m.get("seeds_converged_over_budget", 0) == _seeds_half_budget(m) for m in measured]
         agree = sum(bool(m["converged"]) == o for m, o in zip(measured, over))
         gains = [float(m["half_budget_gain"]) for m in measured]
         gains_all += gains
