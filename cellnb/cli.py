@@ -237,6 +237,9 @@ def train_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--dot-colour", default=None, help="R,G,B of the dots in dot images (default: any non-zero)")
     parser.add_argument("--steps", type=int, default=None, help="override the profile's optimiser steps")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--half-budget-check", action=argparse.BooleanOptionalAction, default=True,
+                        help="also measure the validation loss half the steps reach (10 %% more steps, the main run "
+                        "unchanged) and report what the second half of the budget bought (default: on)")
     parser.add_argument("--overwrite", action="store_true")
     return _run(parser, argv, _train)
 
@@ -246,7 +249,8 @@ def _train(args: argparse.Namespace) -> int:
 
     from cellnb import userdata
     from cellnb.utils import git_commit, seed_everything, select_device, versions
-    from cellnb.verdicts import convergence_report
+    from cellnb.methods.training import half_budget_gain, half_budget_seconds, stage_histories
+    from cellnb.verdicts import CONVERGENCE_TOL, convergence_report
 
     out = _free_out(args.out, args.overwrite)
     method = _get_method(args.method, args.task)
@@ -291,11 +295,13 @@ def _train(args: argparse.Namespace) -> int:
     model = method.build(cfg["size"], in_channels=in_channels, task=args.task)
     print(f"training {method.name} ({cfg['size']}) for {args.task} on {len(train)} image(s), validating on "
           f"{len(val)}: {cfg['steps']} steps of {cfg['batch_size']} x {crop}^2 crops on {device}", flush=True)
+    extra = {"half_budget": True} if args.half_budget_check and method.measures_half_budget else {}
     t0 = time.perf_counter()
     history = method.train(model, train, val, args.task, steps=cfg["steps"], batch_size=cfg["batch_size"],
                            crop=crop, lr=cfg["lr"], seed=args.seed, device=device, progress=True,
-                           **_early_stopping_kwargs(method))
-    seconds = time.perf_counter() - t0
+                           **_early_stopping_kwargs(method), **extra)
+    seconds = time.perf_counter() - t0 - half_budget_seconds(history)  # the run's own time, without the branch
+    gain = half_budget_gain(history)
     model.eval()
     # the instance step's open settings (e.g. U-SE-ResNet's marker threshold) are chosen on the validation
     # images; the validation score below is then measured on the images it was chosen on (slightly optimistic)
@@ -308,7 +314,9 @@ def _train(args: argparse.Namespace) -> int:
     elif args.task == "mask":
         post = {"threshold": method.tune_mask_threshold(model, val, device=device, predictions=preds)}
     metrics = validation_metrics(method, model, args.task, train, val, device=device, post=post, predictions=preds)
-    conv = convergence_report(history["val_loss"].tolist()) if "val_loss" in history else {"converged": False}
+    # a training in stages (the MobileSR -> TinyU-Net pipeline) has converged when every stage's own curve has
+    reports = [convergence_report(h["val_loss"].tolist()) for h in stage_histories(history)] if "val_loss" in history else []
+    conv = {"converged": bool(reports) and all(r["converged"] for r in reports)}
     card = {
         "format": CARD_FORMAT, "method": method.name, "paper": method.paper, "task": args.task, "size": cfg["size"],
         "in_channels": in_channels, "channel": args.channel, "multiple": method.multiple,
@@ -322,7 +330,11 @@ def _train(args: argparse.Namespace) -> int:
         "training": {"seconds": round(seconds, 1), "converged": bool(conv["converged"]),
                      "precision": history.attrs.get("precision", "float32"),
                      "best_step": history.attrs.get("best_step"), "stop_reason": history.attrs.get("stop_reason"),
-                     "final_val_loss": float(history["val_loss"].iloc[-1]) if "val_loss" in history else None},
+                     "final_val_loss": float(history["val_loss"].iloc[-1]) if "val_loss" in history else None,
+                     # cellnb.methods.training.half_budget_gain: the half-budget loss against the last
+                     # evaluation (not the kept best one); None where it was not measured
+                     "half_budget_gain": float(gain) if np.isfinite(gain) else None,
+                     "converged_over_budget": bool(gain < CONVERGENCE_TOL) if np.isfinite(gain) else None},
         "versions": versions(), "git_commit": git_commit(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
@@ -334,6 +346,10 @@ def _train(args: argparse.Namespace) -> int:
     m = metrics
     print(f"validation {m['metric']} {m['value']:.3g} (floor, {m['floor_name']}: {m['floor']:.3g}; "
           f"{'beats' if m['beats_floor'] else 'does NOT beat'} its floor); converged: {conv['converged']}")
+    if np.isfinite(gain):
+        print(f"the second half of the steps lowered the validation loss by {100 * gain:.1f} % "
+              + (f"(under {100 * CONVERGENCE_TOL:.0f} %: more steps are unlikely to help)" if gain < CONVERGENCE_TOL
+                 else f"({100 * CONVERGENCE_TOL:.0f} % or more: more --steps may still help)"))
     print(f"wrote {out}/ ({CHECKPOINT}, {CARD}, training_curve.png, history.csv)")
     return 0
 

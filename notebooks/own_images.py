@@ -44,6 +44,7 @@ import pandas as pd
 
 from cellnb import cli, config, report, results, utils
 from cellnb.experiments import own_images as exp
+from cellnb.methods.training import half_budget_fields, half_budget_summary
 
 cfg, dev, run = config.start_chapter("own_images", exp.SETTINGS, profile=profile, device=device, seed=seed, data_root=data_root, num_threads=num_threads)
 os.environ.setdefault("CELLNB_PROGRESS", "0")
@@ -96,7 +97,11 @@ print("\n".join((folders["train_points"] / f"{Path(first['name']).stem}.csv").re
 # map whose sum is the count) on random crops with flips and 90° rotations, keeps a fifth of the
 # training images for validation, and writes the checkpoint, the training curve and a *model card*:
 # the method, its settings, a summary of the data, and the validation error **next to its floor**,
-# the constant that always answers the mean training count.
+# the constant that always answers the mean training count. It also answers "would more steps
+# help?": a branch of the run, annealed at half the steps, measures the validation loss half the
+# budget reaches (10 % more steps; the run itself is unchanged, `--no-half-budget-check` skips it),
+# and the card records what the second half bought (`half_budget_gain`; under 5 %, more steps are
+# unlikely to help).
 
 # %% tags=["remove-cell"]
 model_dir = work / "model"
@@ -119,7 +124,9 @@ ax.plot(history["step"], history["val_loss"], label="validation loss")
 ax.set_xlabel("optimiser step")
 ax.set_yscale("log")
 ax.legend()
-ax.set_title(f"{method}: training curve (converged: {card['training']['converged']})")
+gain = card["training"].get("half_budget_gain")
+ax.set_title(f"{method}: training curve (converged: {card['training']['converged']}"
+             + (f"; 2nd half of the steps: {report.fmt_gain(gain)}" if gain is not None else "") + ")")
 plt.show()
 
 # %% [markdown]
@@ -147,8 +154,10 @@ run.metric("count_mae_high", ev["count_mae_high"])
 run.metric("floor_count_mae", ev["floor_count_mae"])
 run.metric("ratio_to_floor", ev["ratio_to_floor"])
 conv = card["training"]["converged"]
+gain = card["training"].get("half_budget_gain")  # None where the card did not measure it
 run.model(method, converged=conv, beats_floor=ev["beats_floor"], metric="count_mae", value=ev["count_mae"],
-          floor=ev["floor_count_mae"], curve=history["val_loss"].tolist())
+          floor=ev["floor_count_mae"], curve=history["val_loss"].tolist(), seeds=1,
+          **half_budget_fields(half_budget_summary([np.nan if gain is None else gain])))
 
 # %% tags=["remove-input"]
 overlays = sorted(pred_dir.glob("*_overlay.png"))[:3]

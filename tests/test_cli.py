@@ -60,6 +60,7 @@ def test_count_model_train_predict_export(folders, tmp_path):
     from cellnb.utils import training_precision
 
     assert card["training"]["precision"] == training_precision("bfloat16", "cpu")  # the U-Net's declared precision
+    assert card["training"]["half_budget_gain"] is None  # 12 smoke steps are too few for a half-budget branch
     # the floor is what it says: mean training count against the validation counts
     val_counts = [truth[n] for n in card["data"]["val_images"]]
     train_mean = np.mean([c for n, c in truth.items() if n not in card["data"]["val_images"]])
@@ -82,6 +83,26 @@ def test_count_model_train_predict_export(folders, tmp_path):
 
     names = zipfile.ZipFile(package).namelist()
     assert "rdf.yaml" in names and any(n.endswith(".pt") for n in names) and any(n.endswith(".npy") for n in names)
+
+
+def test_training_reports_what_the_second_half_of_its_steps_bought(folders, tmp_path):
+    root, _ = folders
+    common = ["--method", "unet", "--task", "count", "--images", str(root / "count_images"), "--points",
+              str(root / "points"), "--profile", "smoke", "--steps", "24"]
+    r = run("cellnb.train", *common, "--out", str(tmp_path / "checked"))
+    assert r.returncode == 0, r.stderr[-3000:]
+    card = json.loads((tmp_path / "checked" / "model_card.json").read_text())["training"]
+    history = __import__("pandas").read_csv(tmp_path / "checked" / "history.csv")
+    half = card["half_budget_gain"]
+    assert np.isfinite(half) and card["converged_over_budget"] == (half < 0.05)
+    assert "the second half of the steps lowered the validation loss by" in r.stdout
+    # the branch leaves the run as it was: the same curve without it, and the card says nothing was measured
+    r = run("cellnb.train", *common, "--out", str(tmp_path / "plain"), "--no-half-budget-check")
+    assert r.returncode == 0, r.stderr[-3000:]
+    plain = json.loads((tmp_path / "plain" / "model_card.json").read_text())["training"]
+    assert plain["half_budget_gain"] is None and plain["converged_over_budget"] is None
+    assert "second half" not in r.stdout
+    assert __import__("pandas").read_csv(tmp_path / "plain" / "history.csv")["val_loss"].tolist() == history["val_loss"].tolist()
 
 
 def test_a_tile_protocol_count_model_predicts_in_tiles_of_its_training_crop(folders, tmp_path):

@@ -10,7 +10,8 @@ import torch
 from torch import nn
 
 from cellnb.methods import TASKS, Method, Prediction, get_method, list_methods
-from cellnb.methods.training import augment, collate, fit_samples, instance_centres, prepare_sample, toy_sample
+from cellnb.methods.training import (augment, collate, fit_samples, half_budget_gain, instance_centres,
+                                    prepare_sample, stage_histories, toy_sample)
 
 METHODS = list_methods()
 TRAINABLE = [n for n in METHODS if get_method(n).trainable]
@@ -104,7 +105,8 @@ def test_a_method_with_its_own_loop_measures_the_half_budget_only_where_it_says_
         pass
 
     assert not OwnLoop.measures_half_budget and Generic.measures_half_budget
-    assert {n for n, _ in HALF_BUDGET_CASES} >= {"unet", "ssrnet", "u_se_resnet", "mc_unet", "elmgan", "mobilesr", "tiny_unet"}
+    assert {n for n, _ in HALF_BUDGET_CASES} >= {"unet", "ssrnet", "u_se_resnet", "mc_unet", "elmgan", "mobilesr", "tiny_unet",
+                                                  "mobilesr_tinyunet"}
 
 
 @pytest.mark.parametrize("name,task", HALF_BUDGET_CASES)
@@ -114,9 +116,11 @@ def test_half_budget_is_recorded_by_every_method_that_declares_it(name, task):
     train = [sample(method, i, (128, 128)) for i in range(2)]
     history = method.train(model, train, [sample(method, 9, (128, 128))], task, steps=40, batch_size=2, crop=64,
                            seed=0, device="cpu", half_budget=True)
-    half = history.attrs["half_budget"]
-    ran = int(history.attrs.get("steps", 40))  # loops in epochs run a whole number of epochs (mobilesr: 16 x 2)
-    assert half["steps"] == ran // 2 and half["branch_from"] == ran // 2 - round(ran / 10) and np.isfinite(half["val_loss"])
+    for stage in stage_histories(history):  # a training in stages (mobilesr_tinyunet): each stage measures its own
+        half = stage.attrs["half_budget"]
+        ran = int(stage.attrs.get("steps", 40))  # loops in epochs run a whole number of epochs (mobilesr: 16 x 2)
+        assert half["steps"] == ran // 2 and half["branch_from"] == ran // 2 - round(ran / 10) and np.isfinite(half["val_loss"])
+    assert np.isfinite(half_budget_gain(history))
     # and the branch leaves the main run as it was: the same curve and weights as a run without it
     torch.manual_seed(0)
     plain_model = method.build("slim", in_channels=int(method.normalize(train[0]["image"]).shape[0]), task=task)

@@ -350,3 +350,28 @@ def test_half_budget_needs_a_validation():
     with pytest.raises(TypeError, match="callable"):
         train.fit_gan(Gen(), CondDisc(), loader, None, None, epochs=6, lr_g=1e-3, lr_d=1e-3, device="cpu",
                       progress=False, half_budget=True)
+
+
+def test_a_training_in_stages_gains_what_its_stage_that_gained_most_did():
+    """``half_budget_gain`` of a staged history (MobileSR → TinyU-Net): the largest stage gain, NaN
+    unless every stage measured it; ``half_budget_seconds`` adds the stages' branches."""
+    from cellnb.methods.training import half_budget_gain, half_budget_seconds
+
+    def stage(curve, half, seconds):
+        h = pd.DataFrame({"val_loss": curve})
+        if half is not None:
+            h.attrs["half_budget"] = {"val_loss": half, "seconds": seconds}
+        return h
+
+    sr, seg = stage([4.0, 2.0, 0.9], 1.0, 1.5), stage([0.6, 0.49], 0.5, 2.0)  # gains 10 % and 2 %
+    whole = pd.concat([sr.assign(stage="sr"), seg.assign(stage="seg")], ignore_index=True)
+    whole.attrs.update(sr_history=sr, seg_history=seg)
+    assert half_budget_gain(whole) == pytest.approx(0.10)
+    assert half_budget_gain(seg) == pytest.approx(0.02)
+    assert half_budget_seconds(whole) == pytest.approx(3.5)
+    whole.attrs["seg_history"] = stage([0.6, 0.49], None, 0.0)  # one stage did not measure it
+    assert math.isnan(half_budget_gain(whole))
+    # a staged history without its stages' histories is read as one curve
+    bare = pd.concat([sr.assign(stage="sr"), seg.assign(stage="seg")], ignore_index=True)
+    bare.attrs["half_budget"] = {"val_loss": 0.5}
+    assert half_budget_gain(bare) == pytest.approx(0.02)

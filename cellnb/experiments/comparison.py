@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from cellnb import floors, postprocess, verdicts
-from cellnb.methods.training import half_budget_gain, half_budget_summary
+from cellnb.methods.training import half_budget_gain, half_budget_seconds, half_budget_summary
 from cellnb.report import fmt_gain
 
 NAME = "comparison"
@@ -316,7 +316,7 @@ def train_method(name: str, task: str, train: Sequence[Mapping[str, Any]], val: 
     t0 = time.perf_counter()
     history = method.train(model, list(train), list(val), task, steps=int(cfg["steps"]), batch_size=int(cfg["batch_size"]),
                            crop=int(cfg["crop"]), seed=seed, device=device, progress=False, **extra)
-    train_s = time.perf_counter() - t0
+    train_s = time.perf_counter() - t0 - half_budget_seconds(history)  # the run's own time, without the branch
     curve = [float(v) for v in history["val_loss"]] if history is not None and "val_loss" in history else []
     sps = float(history.attrs.get("steps_per_s", cfg["steps"] / max(train_s, 1e-9))) if history is not None else float("nan")
     return {"model": model, "history": history, "val_curve": curve, "train_s": train_s, "steps_per_s": sps,

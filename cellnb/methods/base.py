@@ -206,7 +206,8 @@ class Method:
     #: ``predict`` uses it (:func:`training_tile`); a caller's tile for large images (the CLI's
     #: ``--tile``) does not apply to it.
     predicts_in_training_tiles: ClassVar[bool] = False
-    #: whether :meth:`train` takes ``half_budget=True`` and then records ``history.attrs["half_budget"]``,
+    #: whether :meth:`train` takes ``half_budget=True`` and then records ``history.attrs["half_budget"]``
+    #: (a training in stages: each stage's history, :func:`cellnb.methods.training.stage_histories`),
     #: the validation loss half the budget reaches (:func:`cellnb.methods.training.half_budget_branch`).
     #: The generic loop does; a subclass that overrides ``train`` is False unless it sets it itself.
     measures_half_budget: ClassVar[bool] = True

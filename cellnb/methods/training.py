@@ -41,7 +41,7 @@ import torch
 from torch import nn
 
 __all__ = ["prepare_sample", "augment", "collate", "fit_samples", "half_budget_branch", "half_budget_fields", "half_budget_gain", "half_budget_plan", "half_budget_record",
-           "half_budget_summary", "instance_centres", "evaluation_steps", "toy_sample"]
+           "half_budget_record_fields", "half_budget_seconds", "half_budget_summary", "instance_centres", "stage_histories", "evaluation_steps", "toy_sample"]
 
 
 def evaluation_steps(steps: int, n_evals: int) -> set[int]:
@@ -298,17 +298,47 @@ def half_budget_record(plan: tuple[int, int], step: Callable[[], Any], validate:
     value = half_budget_branch(step, validate, modules=modules, optimizers=optimizers, rngs=rngs, anneal_steps=plan[1])
     return {"steps": plan[0] + plan[1], "branch_from": plan[0], "val_loss": value, "seconds": time.perf_counter() - t0}
 
+def stage_histories(history: pd.DataFrame) -> list[pd.DataFrame]:
+    """The histories of a training's stages: for a training in stages (a ``stage`` column, each
+    stage's own history in ``attrs["<stage>_history"]``, as the MobileSR → TinyU-Net pipeline's
+    :meth:`~cellnb.methods.lowres_bloodcell.MobileSRTinyUNet.train` records) those, in order; else
+    ``[history]``.
+
+    >>> a, b = pd.DataFrame({"val_loss": [1.0]}), pd.DataFrame({"val_loss": [2.0]})
+    >>> h = pd.concat([a.assign(stage="sr"), b.assign(stage="seg")], ignore_index=True)
+    >>> h.attrs.update(sr_history=a, seg_history=b)
+    >>> [float(x["val_loss"].iloc[0]) for x in stage_histories(h)]
+    [1.0, 2.0]
+    """
+    if "stage" not in history or not len(history):
+        return [history]
+    stages = list(dict.fromkeys(history["stage"].tolist()))
+    if not all(isinstance(history.attrs.get(f"{s}_history"), pd.DataFrame) for s in stages):
+        return [history]
+    return [history.attrs[f"{s}_history"] for s in stages]
+
+
 def half_budget_gain(history: pd.DataFrame | None) -> float:
     """What the second half of a training's budget bought: ``(half - final) / |half|`` of the
     validation loss, ``half`` from ``history.attrs["half_budget"]``
     (:func:`cellnb.methods.training.half_budget_branch`) and ``final`` the last evaluation; NaN when
     the training did not measure it. :func:`cellnb.verdicts.converged_over_budget` is ``gain < 5 %``.
 
+    A training in stages (:func:`stage_histories`) gains what its stage that gained most did (NaN
+    unless every stage measured it): like the last-quarter rule of the comparison
+    (``training_converged``), it has converged over its budget when every stage has.
+
     >>> h = pd.DataFrame({"val_loss": [2.0, 1.0, 0.9]}); h.attrs["half_budget"] = {"val_loss": 1.0}
     >>> round(half_budget_gain(h), 3)
     0.1
     """
-    if history is None or "val_loss" not in history or not len(history) or "half_budget" not in history.attrs:
+    if history is None or "val_loss" not in history or not len(history):
+        return float("nan")
+    stages = stage_histories(history)
+    if len(stages) > 1:
+        gains = [half_budget_gain(h) for h in stages]
+        return float(max(gains)) if all(np.isfinite(g) for g in gains) else float("nan")
+    if "half_budget" not in history.attrs:
         return float("nan")
     half, final = float(history.attrs["half_budget"]["val_loss"]), float(history["val_loss"].iloc[-1])
     return (half - final) / abs(half) if half else float("nan")
@@ -367,6 +397,9 @@ def half_budget_seconds(history: pd.DataFrame | None) -> float:
     """
     if history is None:
         return 0.0
+    stages = stage_histories(history)
+    if len(stages) > 1:
+        return float(sum(half_budget_seconds(h) for h in stages))
     return float((history.attrs.get("half_budget") or {}).get("seconds", 0.0))
 
 def fit_samples(method, model: nn.Module, train_samples: Sequence[Mapping[str, Any]],
