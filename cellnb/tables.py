@@ -88,6 +88,7 @@ def provenance_line(record: dict[str, Any]) -> str:
         f"Profile **{record['profile']}** on **{record['device']}**, seed {record['seed']}, "
         f"commit `{record['git_commit'][:12]}`, started {record['started']}, "
         f"{record['seconds']:.0f} s; torch {v.get('torch')}, numpy {v.get('numpy')}"
+        + (f"; CPU {v['cpu']}" if v.get("cpu") and record["device"] == "cpu" else "")
         + (f"; CPU bfloat16 {v['cpu_bfloat16']}" if v.get("cpu_bfloat16") and record["device"] == "cpu" else "") + "."
     )
 

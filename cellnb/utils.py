@@ -140,6 +140,38 @@ def device_name(device) -> str:
     return "cpu"
 
 
+#: The vector extensions that decide CPU training speed here (the speed chapter): bfloat16 runs
+#: natively with AVX-512 BF16 or AMX, float32 convolutions are fastest with AVX-512.
+CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
+
+
+def describe_cpu(cpuinfo: str | None = None) -> str:
+    r"""The CPU a run trained on, for provenance: the model name of ``/proc/cpuinfo`` (``cpuinfo``, its
+    text; read when None), its family and model numbers, and which of :data:`CPU_FLAGS` it has. Two
+    hosts both called "AMD EPYC" can differ by 2x in training speed (AVX2 only against AVX-512 BF16),
+    so the name alone does not say which machine a wall time was measured on.
+
+    >>> describe_cpu("model name\t: AMD EPYC\ncpu family\t: 25\nmodel\t\t: 17\nflags\t\t: fpu avx2 avx512f avx512_bf16\n")
+    'AMD EPYC (family 25, model 17; avx2 avx512f avx512_bf16)'
+    """
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            cpuinfo = ""
+    fields: dict[str, str] = {}
+    for line in cpuinfo.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.strip() not in fields:
+            fields[key.strip()] = value.strip()
+    name = fields.get("model name") or platform.processor() or platform.machine() or "unknown CPU"
+    numbers = ", ".join(f"{k.split()[-1]} {fields[k]}" for k in ("cpu family", "model") if fields.get(k))
+    flags = set(fields.get("flags", "").split())
+    has = " ".join(f for f in CPU_FLAGS if f in flags)
+    details = "; ".join(part for part in (numbers, has) if part)
+    return f"{name} ({details})" if details else name
+
+
 def versions() -> dict[str, str]:
     """Versions recorded in every result file."""
     import torch
@@ -154,6 +186,7 @@ def versions() -> dict[str, str]:
     out["cpu_threads"] = str(torch.get_num_threads())
     # which precision a method declaring bfloat16 trains in on this CPU (training_precision)
     out["cpu_bfloat16"] = "native" if native_bfloat16("cpu") else "emulated (training runs float32)"
+    out["cpu"] = describe_cpu()
     return out
 
 

@@ -50,7 +50,7 @@ def test_seed_everything_repeats():
 
 def test_versions_and_commit():
     v = utils.versions()
-    assert set(v) >= {"python", "torch", "torchvision", "numpy", "cpu_threads", "cpu_bfloat16"}
+    assert set(v) >= {"python", "torch", "torchvision", "numpy", "cpu_threads", "cpu_bfloat16", "cpu"}
     assert utils.git_commit() != ""
 
 
@@ -104,3 +104,12 @@ def test_autocast_runs_convolutions_in_bfloat16_and_float32_outputs_casts_back()
     assert utils.float32_outputs(y).dtype == torch.float32
     with pytest.raises(ValueError, match="unknown training precision"):
         utils.autocast("half", "cpu")
+
+
+def test_describe_cpu_names_the_extensions_that_set_the_speed():
+    amx = "processor\t: 0\nmodel name\t: Intel Xeon\ncpu family\t: 6\nmodel\t\t: 143\nflags\t\t: avx2 avx512f amx_bf16 amx_tile\n"
+    assert utils.describe_cpu(amx) == "Intel Xeon (family 6, model 143; avx2 avx512f amx_bf16)"
+    # only the first processor's block is read, and a CPU without the listed flags says so by listing none
+    two = "model name\t: AMD EPYC\nflags\t\t: sse2 avx2\n\nmodel name\t: other\nflags\t\t: avx512f\n"
+    assert utils.describe_cpu(two) == "AMD EPYC (avx2)"
+    assert utils.describe_cpu("") != ""  # falls back to the platform's name
