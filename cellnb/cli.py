@@ -249,8 +249,9 @@ def _train(args: argparse.Namespace) -> int:
 
     from cellnb import userdata
     from cellnb.utils import git_commit, seed_everything, select_device, versions
-    from cellnb.methods.training import half_budget_gain, half_budget_seconds, stage_histories
-    from cellnb.verdicts import CONVERGENCE_TOL, convergence_report
+    from cellnb.methods.training import half_budget_gain, half_budget_seconds, training_converged
+    from cellnb.report import fmt_gain
+    from cellnb.verdicts import CONVERGENCE_TOL
 
     out = _free_out(args.out, args.overwrite)
     method = _get_method(args.method, args.task)
@@ -314,9 +315,7 @@ def _train(args: argparse.Namespace) -> int:
     elif args.task == "mask":
         post = {"threshold": method.tune_mask_threshold(model, val, device=device, predictions=preds)}
     metrics = validation_metrics(method, model, args.task, train, val, device=device, post=post, predictions=preds)
-    # a training in stages (the MobileSR -> TinyU-Net pipeline) has converged when every stage's own curve has
-    reports = [convergence_report(h["val_loss"].tolist()) for h in stage_histories(history)] if "val_loss" in history else []
-    conv = {"converged": bool(reports) and all(r["converged"] for r in reports)}
+    converged = training_converged(history)  # stage by stage for the MobileSR -> TinyU-Net pipeline
     card = {
         "format": CARD_FORMAT, "method": method.name, "paper": method.paper, "task": args.task, "size": cfg["size"],
         "in_channels": in_channels, "channel": args.channel, "multiple": method.multiple,
@@ -327,7 +326,7 @@ def _train(args: argparse.Namespace) -> int:
                  "annotations": str(args.points or args.labels or args.ctc)},
         "validation": metrics,
         "postprocess": post,
-        "training": {"seconds": round(seconds, 1), "converged": bool(conv["converged"]),
+        "training": {"seconds": round(seconds, 1), "converged": converged,
                      "precision": history.attrs.get("precision", "float32"),
                      "best_step": history.attrs.get("best_step"), "stop_reason": history.attrs.get("stop_reason"),
                      "final_val_loss": float(history["val_loss"].iloc[-1]) if "val_loss" in history else None,
@@ -345,9 +344,10 @@ def _train(args: argparse.Namespace) -> int:
         (tmp / CARD).write_text(json.dumps(card, indent=2) + "\n")
     m = metrics
     print(f"validation {m['metric']} {m['value']:.3g} (floor, {m['floor_name']}: {m['floor']:.3g}; "
-          f"{'beats' if m['beats_floor'] else 'does NOT beat'} its floor); converged: {conv['converged']}")
+          f"{'beats' if m['beats_floor'] else 'does NOT beat'} its floor); converged: {converged}")
     if np.isfinite(gain):
-        print(f"the second half of the steps lowered the validation loss by {100 * gain:.1f} % "
+        # fmt_gain: the same cut digits as the book's tables, so 4.96 % does not print as 5.0 % "under 5 %"
+        print(f"the second half of the steps lowered the validation loss by {fmt_gain(gain)} "
               + (f"(under {100 * CONVERGENCE_TOL:.0f} %: more steps are unlikely to help)" if gain < CONVERGENCE_TOL
                  else f"({100 * CONVERGENCE_TOL:.0f} % or more: more --steps may still help)"))
     print(f"wrote {out}/ ({CHECKPOINT}, {CARD}, training_curve.png, history.csv)")

@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from cellnb import floors, postprocess, verdicts
-from cellnb.methods.training import half_budget_gain, half_budget_seconds, half_budget_summary
+from cellnb.methods.training import half_budget_gain, half_budget_seconds, half_budget_summary, training_converged
 from cellnb.report import fmt_gain
 
 NAME = "comparison"
@@ -321,18 +321,6 @@ def train_method(name: str, task: str, train: Sequence[Mapping[str, Any]], val: 
     sps = float(history.attrs.get("steps_per_s", cfg["steps"] / max(train_s, 1e-9))) if history is not None else float("nan")
     return {"model": model, "history": history, "val_curve": curve, "train_s": train_s, "steps_per_s": sps,
             "converged": training_converged(history), "half_budget_gain": half_budget_gain(history)}
-
-
-def training_converged(history: pd.DataFrame | None) -> bool:
-    """:func:`cellnb.verdicts.converged` of a training's validation curve; a training in stages (a
-    ``stage`` column, e.g. the MobileSR → TinyU-Net pipeline) has converged when every stage's own
-    curve has: the stages' losses are on different scales, and the curve of the whole would compare
-    the second stage's start with its end."""
-    if history is None or "val_loss" not in history:
-        return False
-    if "stage" not in history:
-        return verdicts.converged(history["val_loss"].tolist())
-    return all(verdicts.converged(g["val_loss"].tolist()) for _, g in history.groupby("stage", sort=False))
 
 
 def _prediction(method, model, image, task: str, device: str):

@@ -41,7 +41,7 @@ import torch
 from torch import nn
 
 __all__ = ["prepare_sample", "augment", "collate", "fit_samples", "half_budget_branch", "half_budget_fields", "half_budget_gain", "half_budget_plan", "half_budget_record",
-           "half_budget_record_fields", "half_budget_seconds", "half_budget_summary", "instance_centres", "stage_histories", "evaluation_steps", "toy_sample"]
+           "half_budget_record_fields", "half_budget_seconds", "half_budget_summary", "instance_centres", "stage_histories", "training_converged", "evaluation_steps", "toy_sample"]
 
 
 def evaluation_steps(steps: int, n_evals: int) -> set[int]:
@@ -318,6 +318,21 @@ def stage_histories(history: pd.DataFrame) -> list[pd.DataFrame]:
     return [history.attrs[f"{s}_history"] for s in stages]
 
 
+def training_converged(history: pd.DataFrame | None) -> bool:
+    """:func:`cellnb.verdicts.converged` of a training's validation curve; a training in stages (a
+    ``stage`` column, e.g. the MobileSR → TinyU-Net pipeline) has converged when every stage's own
+    curve has: the stages' losses are on different scales, and the curve of the whole would compare
+    the second stage's start with its end. The comparison's verdicts and ``cellnb.train``'s model
+    card both read it."""
+    from cellnb import verdicts
+
+    if history is None or "val_loss" not in history:
+        return False
+    if "stage" not in history:
+        return verdicts.converged(history["val_loss"].tolist())
+    return all(verdicts.converged(g["val_loss"].tolist()) for _, g in history.groupby("stage", sort=False))
+
+
 def half_budget_gain(history: pd.DataFrame | None) -> float:
     """What the second half of a training's budget bought: ``(half - final) / |half|`` of the
     validation loss, ``half`` from ``history.attrs["half_budget"]``
@@ -325,8 +340,8 @@ def half_budget_gain(history: pd.DataFrame | None) -> float:
     the training did not measure it. :func:`cellnb.verdicts.converged_over_budget` is ``gain < 5 %``.
 
     A training in stages (:func:`stage_histories`) gains what its stage that gained most did (NaN
-    unless every stage measured it): like the last-quarter rule of the comparison
-    (``training_converged``), it has converged over its budget when every stage has.
+    unless every stage measured it): like the last-quarter rule (:func:`training_converged`), it has
+    converged over its budget when every stage has.
 
     >>> h = pd.DataFrame({"val_loss": [2.0, 1.0, 0.9]}); h.attrs["half_budget"] = {"val_loss": 1.0}
     >>> round(half_budget_gain(h), 3)
